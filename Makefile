@@ -1,0 +1,38 @@
+# politikpi — two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LANDING ?= $(or $(POLITIKPI_LANDING),data/landing)
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: venv run test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: install, write the 2019 sample if no landing data exists, refresh, print the overview
+run: venv
+	@if [ -z "$$(ls -A $(LANDING) 2>/dev/null)" ]; then \
+		$(BIN)/politikpi sample --year 2019 --out $(LANDING); fi
+	$(BIN)/politikpi refresh --landing $(LANDING)
+	$(BIN)/politikpi overview
+
+## make test: install or update .venv and run the whole suite
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check flows schemas tests bench
+
+bench: venv
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) data warehouse/releases warehouse/*.duckdb warehouse/manifest.json

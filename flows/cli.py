@@ -1,0 +1,211 @@
+"""The `politikpi` command. Every folder is an option with an environment variable and a default."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="politikpi — raw police exports in, an audited, versioned DuckDB KPI warehouse out.\n\n"
+         "Quick start: `politikpi sample --year 2019 --out data/landing`, then `politikpi refresh`, "
+         "then `politikpi overview`.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+Landing = Annotated[Path, typer.Option(envvar="POLITIKPI_LANDING",
+                                       help="Landing folder with reports/, dispatches/, outreach/, ambassadors/.")]
+State = Annotated[Path, typer.Option(envvar="POLITIKPI_STATE",
+                                     help="State folder: file registry, staged rows, quarantine (never published).")]
+Warehouse = Annotated[Path, typer.Option(envvar="POLITIKPI_WAREHOUSE",
+                                         help="Warehouse folder: releases/, manifest.json and the stable politikpi.duckdb.")]
+
+EXIT_OK, EXIT_ERROR, EXIT_DATA_QUALITY, EXIT_BUSY = 0, 1, 2, 3
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> None:
+    err.print(f"[bold red]FAILED[/]: {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Option(help="Folder to write the landing files into.")] = Path("data/landing"),
+    year: Annotated[str, typer.Option("--year", "--years", help="A year (2019) or a range (2015-2019).")] = "2019",
+    scale: Annotated[int, typer.Option(min=1, max=1000, help="Multiply every volume by N (55 = ~11M reports).")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 2019,
+) -> None:
+    """Write a deterministic sample landing folder calibrated to the district's 2019 deck."""
+    from flows.sample import SampleSpec, parse_years, write_sample
+
+    try:
+        years = parse_years(year)
+    except ValueError as exc:
+        fail(str(exc))
+    started = time.monotonic()
+    with console.status("writing sample…") as status:
+        def progress(source, day):
+            status.update(f"writing {source} {day}")
+        written = write_sample(out, SampleSpec(years=years, scale=scale, seed=seed), progress)
+    console.print(f"OK: wrote {sum(written.values())} files to {out} "
+                  f"({', '.join(f'{k} {v}' for k, v in written.items())}) in {time.monotonic() - started:.1f} s")
+
+
+@app.command()
+def refresh(
+    landing: Landing = Path("data/landing"),
+    state: State = Path("data/state"),
+    warehouse: Warehouse = Path("warehouse"),
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild the state from the archive of every file ever ingested.")] = False,
+) -> None:
+    """Run the refresh flow once: extract, validate, transform, audit, publish.
+
+    Exit status: 0 published; 2 data-quality failure (threshold or audit; the current release
+    stays current); 3 another refresh holds the state; 1 any other error."""
+    if not landing.is_dir():
+        fail(f"landing folder {landing} does not exist (run `politikpi sample --out {landing}`)")
+    with console.status("refreshing (Prefect flow)…"):
+        from flows.audit import AuditFailed
+        from flows.refresh import ThresholdExceeded, refresh as refresh_flow
+        from flows.state import StateBusy
+
+        started = time.monotonic()
+        try:
+            result = refresh_flow(str(landing), str(state), str(warehouse), full_refresh)
+        except (ThresholdExceeded, AuditFailed) as exc:
+            fail(str(exc), EXIT_DATA_QUALITY)
+        except StateBusy as exc:
+            fail(str(exc), EXIT_BUSY)
+    print_run_summary(result)
+    release = result["release"]
+    console.print(f"[bold green]OK[/]: published release {release['release_id']} "
+                  f"(data through {release['data_through']}) in {time.monotonic() - started:.1f} s")
+
+
+def print_run_summary(result: dict) -> None:
+    table = Table(title="Rows this run (new or re-delivered files)")
+    for col in ("source", "files", "read", "staged", "quarantined", "share"):
+        table.add_column(col, justify="right" if col != "source" else "left")
+    for name, s in result["sources"].items():
+        table.add_row(name, str(s["files"]), f"{s['read']:,}", f"{s['staged']:,}",
+                      f"{s['quarantined']:,}", f"{s['share']:.2%}")
+    console.print(table)
+    for r in result["rejected"]:
+        console.print(f"[yellow]rejected[/] {r['file']}: {r['reason']}")
+
+
+OVERVIEW_ROWS = [
+    ("municipalities", "Kommuner"), ("population", "Indbyggere"), ("reports", "Anmeldelser"),
+    ("callouts", "Udrykninger"), ("mean_response_min", "Gns. responstid (min)"),
+    ("safety_ambassadors", "Tryghedsambassadører"), ("ambassador_local_areas", "– i lokalområder"),
+    ("mobile_station_outings", "Mobil politistation (udkørsler)"),
+    ("safety_followups", "Tryghedsopfølgninger"), ("citizen_adviser_inquiries", "Borgerrådgiver-henvendelser"),
+    ("sub_visits", "SUB-besøg"), ("talks", "Bestil en betjent (foredrag)"),
+    ("traffic_controls", "Bestilte færdselskontroller"),
+]
+
+
+@app.command()
+def overview(
+    warehouse: Warehouse = Path("warehouse"),
+    year: Annotated[int | None, typer.Option(help="Year to show (default: the latest).")] = None,
+) -> None:
+    """Print the district's headline overview (the deck's "Overblik") from the stable release."""
+    import duckdb
+
+    path = warehouse / "politikpi.duckdb"
+    if not path.exists():
+        fail(f"no release at {path}: run `politikpi refresh` first")
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute("select * from kpi_year_summary where year = coalesce(?, (select max(year) from kpi_year_summary))",
+                           [year]).fetchall()
+        cols = [d[0] for d in con.description]
+        release = con.execute("select release_id, data_through from _release").fetchone()
+    if not rows:
+        fail(f"no data for year {year}")
+    data = dict(zip(cols, rows[0], strict=True))
+    table = Table(title=f"Overblik {data['year']} — release {release[0]}")
+    table.add_column("KPI")
+    table.add_column("", justify="right")
+    for key, label in OVERVIEW_ROWS:
+        value = data[key]
+        text = "–" if value is None else (f"{value:.2f}" if isinstance(value, float) else f"{value:,}")
+        table.add_row(label, text)
+    console.print(table)
+
+
+@app.command()
+def quarantine(
+    state: State = Path("data/state"),
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    file: Annotated[str | None, typer.Option(help="Only this file identity (e.g. reports/2019-01-05.csv).")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show; 0 = summary only.")] = 20,
+) -> None:
+    """List quarantined rows (file, line, rules, raw values without personal data) and rejected files."""
+    import duckdb
+
+    from flows.state import db_path
+
+    if not db_path(state).exists():
+        fail(f"no state at {state}: run `politikpi refresh` first")
+    with duckdb.connect(str(db_path(state)), read_only=True) as con:
+        where, params = "where 1 = 1", []
+        if source:
+            where += " and source = ?"
+            params.append(source)
+        if file:
+            where += " and file_identity = ?"
+            params.append(file)
+        summary = con.execute(f"select source, rules, count(*) from quarantine {where} group by all "
+                              "order by 1, 3 desc", params).fetchall()
+        t = Table(title="Quarantined rows by rule")
+        for c in ("source", "rules", "rows"):
+            t.add_column(c)
+        for s, r, n in summary:
+            t.add_row(s, r, f"{n:,}")
+        console.print(t)
+        if limit:
+            rows = con.execute(f"select file_identity, line, rules, coalesce(raw_values, "
+                               f"'(length ' || length || ', sha256 ' || left(sha256, 12) || '…)') "
+                               f"from quarantine {where} order by file_identity, line limit ?",
+                               [*params, limit]).fetchall()
+            t = Table(title=f"First {limit} quarantined rows")
+            for c in ("file", "line", "rules", "raw values (personal data removed)"):
+                t.add_column(c, overflow="fold")
+            for row in rows:
+                t.add_row(row[0], str(row[1]), row[2], row[3])
+            console.print(t)
+        for ident, reason in con.execute("select identity, reason from files where status = 'rejected' "
+                                         "order by identity").fetchall():
+            console.print(f"[yellow]rejected file[/] {ident}: {reason}")
+
+
+@app.command()
+def releases(warehouse: Warehouse = Path("warehouse")) -> None:
+    """List published releases; * marks the current one."""
+    from flows.publish import load_manifest
+
+    manifest = load_manifest(warehouse)
+    t = Table(title=f"Releases in {warehouse}")
+    for c in ("", "release", "data through", "code", "audit", "sha256"):
+        t.add_column(c)
+    for r in manifest["releases"]:
+        t.add_row("*" if r["release_id"] == manifest["current"] else "", r["release_id"],
+                  str(r.get("data_through")), r.get("code_version", ""),
+                  "passed" if r.get("validation_summary", {}).get("success") else "?", r["sha256"][:12])
+    console.print(t)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

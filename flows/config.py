@@ -1,0 +1,46 @@
+"""Settings from command-line flags and POLITIKPI_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class Settings:
+    landing: Path = Path("data/landing")
+    state: Path = Path("data/state")
+    warehouse: Path = Path("warehouse")
+    # SPEC section 3: quarantined / read per source over this run's new files.
+    max_quarantine_share: float = field(
+        default_factory=lambda: _env_float("POLITIKPI_MAX_QUARANTINE_SHARE", 0.05))
+    min_rows_for_threshold: int = field(
+        default_factory=lambda: _env_int("POLITIKPI_MIN_ROWS_FOR_THRESHOLD", 200))
+    keep_releases: int = field(default_factory=lambda: _env_int("POLITIKPI_KEEP_RELEASES", 10))
+    storage_version: str = field(
+        default_factory=lambda: os.environ.get("POLITIKPI_STORAGE_VERSION", "v1.1.0"))
+    change_share: float = field(default_factory=lambda: _env_float("POLITIKPI_CHANGE_SHARE", 0.25))
+
+    def resolved(self) -> Settings:
+        return Settings(
+            landing=self.landing.resolve(), state=self.state.resolve(),
+            warehouse=self.warehouse.resolve(), max_quarantine_share=self.max_quarantine_share,
+            min_rows_for_threshold=self.min_rows_for_threshold, keep_releases=self.keep_releases,
+            storage_version=self.storage_version, change_share=self.change_share,
+        )
+
+
+def prefect_defaults() -> None:
+    """Environment Prefect reads at import: measured defaults from STACK.md, never overriding."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

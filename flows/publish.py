@@ -1,0 +1,147 @@
+"""Publish: finish the release file, move it under releases/, update the manifest, swap the
+stable path atomically. Readers holding the old file keep it; new readers get the new one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import duckdb
+
+STABLE = "politikpi.duckdb"
+RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
+CODE_DIRS = ("flows", "schemas", "sql")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def code_version() -> str:
+    """Package version plus a hash of the code and SQL that computed the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    digest = hashlib.sha256()
+    for folder in CODE_DIRS:
+        for path in sorted((REPO / folder).rglob("*")):
+            if path.suffix in (".py", ".sql", ".toml") and "__pycache__" not in path.parts:
+                digest.update(path.relative_to(REPO).as_posix().encode())
+                digest.update(path.read_bytes())
+    try:
+        base = version("politikpi")
+    except PackageNotFoundError:
+        base = "0+unknown"
+    return f"{base}+{digest.hexdigest()[:12]}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def new_release_id(inputs: dict[str, str], code: str, now: dt.datetime) -> str:
+    """Named by time and a hash of what it was computed from (inputs and code)."""
+    digest = hashlib.sha256(json.dumps([sorted(inputs.items()), code]).encode()).hexdigest()
+    return f"{now:%Y%m%dT%H%M%SZ}-{digest[:12]}"
+
+
+def write_release_table(con: duckdb.DuckDBPyConnection, meta: dict) -> None:
+    """The `_release` row: what this release is, what it was built from, how it was checked."""
+    con.execute("""
+        create or replace table _release (
+            release_id varchar, created_at timestamptz, data_through date, code_version varchar,
+            flow_run_id varchar, input_files varchar, row_counts varchar,
+            validation_summary varchar, quarantine_summary varchar)
+    """)
+    con.execute("insert into _release values (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        meta["release_id"], meta["created_at"], meta["data_through"], meta["code_version"],
+        meta["flow_run_id"], json.dumps(meta["input_files"]), json.dumps(meta["row_counts"]),
+        json.dumps(meta["validation_summary"]), json.dumps(meta["quarantine_summary"]),
+    ])
+    con.execute("comment on table _release is 'One row: this release''s id, time, data_through "
+                "(last day with data from every source), code version, flow run, input files with "
+                "hashes (JSON), row counts (JSON), audit summary (JSON) and quarantine summary (JSON).'")
+    for column, text in {
+        "release_id": "Release id: UTC time and a hash of inputs and code.",
+        "created_at": "When the release was built.",
+        "data_through": "Last day with data from every event source (reports, call-outs, outreach).",
+        "code_version": "Package version + hash of flows/, schemas/ and sql/.",
+        "flow_run_id": "Prefect flow run that built the release.",
+        "input_files": "JSON object: file identity -> sha256 of every ingested input file.",
+        "row_counts": "JSON object: table -> rows.",
+        "validation_summary": "JSON: the Great Expectations audit (checks run, failed).",
+        "quarantine_summary": "JSON: rows read, staged and quarantined per source; rejected files.",
+    }.items():
+        con.execute(f"comment on column _release.{column} is '{text.replace(chr(39), chr(39) * 2)}'")
+
+
+def close_build(con: duckdb.DuckDBPyConnection) -> None:
+    """CHECKPOINT and detach, so the file is complete with no WAL beside it."""
+    con.execute("checkpoint release")
+    con.execute("use memory")
+    con.execute("detach release")
+    con.close()
+
+
+def load_manifest(warehouse: Path) -> dict:
+    path = warehouse / "manifest.json"
+    if not path.exists():
+        return {"current": None, "releases": []}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def point_stable_at(warehouse: Path, release_file: Path) -> None:
+    """Hard-link the release under a temporary name, then rename it over the stable path."""
+    tmp = warehouse / f".{STABLE}.tmp{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.link(release_file, tmp)
+    os.replace(tmp, warehouse / STABLE)
+    fd = os.open(warehouse, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(build_file: Path, warehouse: Path, entry: dict, keep: int) -> dict:
+    """Move the built file into releases/ (read-only), record it, make it current."""
+    releases = warehouse / "releases"
+    releases.mkdir(parents=True, exist_ok=True)
+    target = releases / f"{entry['release_id']}.duckdb"
+    os.chmod(build_file, 0o444)
+    os.replace(build_file, target)
+    entry = {**entry, "file": f"releases/{target.name}", "sha256": file_sha256(target)}
+    manifest = load_manifest(warehouse)
+    manifest["releases"] = [r for r in manifest["releases"] if r["release_id"] != entry["release_id"]]
+    manifest["releases"].append(entry)
+    point_stable_at(warehouse, target)
+    manifest["current"] = entry["release_id"]
+    _write_atomic(warehouse / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+    prune(warehouse, keep)
+    return entry
+
+
+def prune(warehouse: Path, keep: int) -> list[str]:
+    """Keep the newest `keep` releases and always the current one; delete the rest."""
+    manifest = load_manifest(warehouse)
+    ordered = sorted(manifest["releases"], key=lambda r: r["release_id"])
+    keep_ids = {r["release_id"] for r in ordered[-max(keep, 1):]} | {manifest["current"]}
+    removed = [r for r in ordered if r["release_id"] not in keep_ids]
+    manifest["releases"] = [r for r in ordered if r["release_id"] in keep_ids]
+    _write_atomic(warehouse / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+    for r in removed:
+        (warehouse / r["file"]).unlink(missing_ok=True)
+    return [r["release_id"] for r in removed]

@@ -1,0 +1,82 @@
+"""Deterministic sample landing data, calibrated to the district's 2019 deck (SPEC section 6).
+
+Valid, de-duplicated records reproduce the deck exactly; dirt (corrections, duplicates,
+invalid rows, broken lines, an unreadable file) comes on top and is never needed to reach
+the deck's figures. Files are written one day at a time, so memory follows a day, not a year.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows import sample_events as ev
+from flows.reference import load_municipalities
+
+# The deck's figures for 2019 ("Overblik"): the generator's calibration, and nowhere else.
+DECK_2019 = {
+    "reports": 205_690,
+    "callouts": 36_836,
+    "ambassadors": 127,
+    "ambassador_local_areas": 95,
+    "mobil_politistation": 208,
+    "tryghedsopfoelgning": 1_763,
+    "borgerraadgiver": 377,
+    "sub_besoeg": 1_617,
+    "foredrag": 43,
+    "faerdselskontrol": 421,
+}
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    years: tuple[int, ...]
+    scale: int = 1
+    seed: int = 2019
+
+
+def year_factor(year: int) -> float:
+    """Volumes of other years: 2 % fewer per year before 2019, 2 % more after."""
+    return 1.0 + 0.02 * (year - 2019)
+
+
+def volumes(year: int, scale: int) -> dict[str, int]:
+    """The target count of every valid volume for one year."""
+    factor = year_factor(year) * scale
+    return {key: round(value * factor) for key, value in DECK_2019.items()}
+
+
+def write_sample(out: Path, spec: SampleSpec, progress=None) -> dict[str, int]:
+    """Write the landing folder for spec into out; returns the files written per source."""
+    out = Path(out)
+    munis = load_municipalities()
+    written: dict[str, int] = {}
+    for year in spec.years:
+        target = volumes(year, spec.scale)
+        rng = random.Random(spec.seed * 100_003 + year)
+        for source, writer in (
+            ("reports", ev.write_reports),
+            ("dispatches", ev.write_dispatches),
+            ("outreach", ev.write_outreach),
+        ):
+            n = writer(out, year, target, munis, random.Random(rng.random()), spec.scale, progress)
+            written[source] = written.get(source, 0) + n
+    last = max(spec.years)
+    written["ambassadors"] = ev.write_ambassadors(
+        out, last, volumes(last, spec.scale), munis, random.Random(spec.seed + last), spec.scale
+    )
+    return written
+
+
+def parse_years(text: str) -> tuple[int, ...]:
+    """'2019' or '2015-2019' -> a tuple of years."""
+    text = text.strip()
+    if "-" in text:
+        first, last = (int(part) for part in text.split("-", 1))
+    else:
+        first = last = int(text)
+    if not (1990 <= first <= last <= dt.date.today().year + 1):
+        raise ValueError(f"years must be a range like 2015-2019, got {text!r}")
+    return tuple(range(first, last + 1))

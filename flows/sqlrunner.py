@@ -1,0 +1,106 @@
+"""Discover the SQL models in sql/, order them by the tables they read, and run them.
+
+Plain Python, no Prefect. One SELECT per file; the file stem is the table name, unique across
+sql/. staging/ and `int_` models become temporary tables (build-only); the rest are
+published tables. The runner stops at the first error and names the file.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+class ModelError(RuntimeError):
+    """A model cannot be discovered, ordered or run; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    path: Path
+    sql: str
+    reads: frozenset[str]
+
+    @property
+    def temporary(self) -> bool:
+        return self.path.parent.name == "staging" or self.name.startswith("int_")
+
+
+def discover(root: Path = SQL_DIR) -> dict[str, Model]:
+    """Every .sql file below root; duplicate stems are an error."""
+    paths: dict[str, Path] = {}
+    for path in sorted(root.rglob("*.sql")):
+        if path.stem in paths:
+            raise ModelError(f"duplicate model name {path.stem!r}: {paths[path.stem]} and {path}")
+        paths[path.stem] = path
+    models = {}
+    for name, path in paths.items():
+        sql = path.read_text(encoding="utf-8")
+        try:
+            tree = sqlglot.parse_one(sql, read="duckdb")
+        except sqlglot.errors.ParseError as err:
+            raise ModelError(f"{path}: cannot parse: {err}") from None
+        if not isinstance(tree, exp.Query):
+            raise ModelError(f"{path}: a model is one SELECT, found {type(tree).__name__}")
+        ctes = {cte.alias for cte in tree.find_all(exp.CTE)}
+        reads = {t.name for t in tree.find_all(exp.Table) if not t.db and t.name not in ctes}
+        models[name] = Model(name, path, sql, frozenset(reads & set(paths)))
+    return models
+
+
+def order(models: dict[str, Model]) -> list[Model]:
+    """Models in dependency order; a cycle is an error naming its files."""
+    sorter = graphlib.TopologicalSorter({m.name: m.reads for m in models.values()})
+    try:
+        return [models[name] for name in sorter.static_order()]
+    except graphlib.CycleError as err:
+        cycle = " -> ".join(str(models[n].path) for n in err.args[1])
+        raise ModelError(f"dependency cycle: {cycle}") from None
+
+
+def run(con: duckdb.DuckDBPyConnection, models: list[Model], progress=None) -> None:
+    """Materialise each model in order; stop at the first error with the file path."""
+    for model in models:
+        kind = "temp table" if model.temporary else "table"
+        body = model.sql.strip().rstrip(";")
+        try:
+            con.execute(f'create or replace {kind} "{model.name}" as {body}')
+        except duckdb.Error as err:
+            raise ModelError(f"{model.path}: {err}") from None
+        if progress:
+            progress(model)
+
+
+def load_docs(root: Path = SQL_DIR) -> dict:
+    with open(root / "docs.toml", "rb") as fh:
+        return tomllib.load(fh)
+
+
+def apply_comments(con: duckdb.DuckDBPyConnection, docs: dict) -> None:
+    """COMMENT ON every documented table and column (values bound as literals safely)."""
+    for table, doc in docs.items():
+        con.execute(f'comment on table "{table}" is {_literal(doc["description"])}')
+        for column, text in doc.get("columns", {}).items():
+            con.execute(f'comment on column "{table}"."{column}" is {_literal(text)}')
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def build(con: duckdb.DuckDBPyConnection, root: Path = SQL_DIR, progress=None) -> list[str]:
+    """Run every model and comment the published ones; returns the published table names."""
+    models = discover(root)
+    run(con, order(models), progress)
+    published = [m.name for m in models.values() if not m.temporary]
+    apply_comments(con, {k: v for k, v in load_docs(root).items() if k in published})
+    return sorted(published)

@@ -1,0 +1,51 @@
+"""Build a release file: reference data + staged rows from the state -> sql/ models."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from flows import sqlrunner
+from flows.reference import reference_dir
+from flows.state import db_path
+
+STORAGE_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
+
+
+def quote_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def open_build(path: Path, storage_version: str) -> duckdb.DuckDBPyConnection:
+    """A connection whose default database is a new release file in the given storage format."""
+    if not STORAGE_VERSION.match(storage_version):
+        raise ValueError(f"storage version must look like v1.1.0, got {storage_version!r}")
+    path.unlink(missing_ok=True)
+    con = duckdb.connect()
+    con.execute(f"attach {quote_path(path)} as release (storage_version '{storage_version}')")
+    con.execute("use release")
+    return con
+
+
+def load_reference(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> None:
+    folder = folder or reference_dir()
+    con.execute("create or replace temp table ref_municipalities as "
+                "select * from read_csv(?, header=true, auto_detect=true)",
+                [str(folder / "municipalities.csv")])
+    con.execute("create or replace temp table ref_population as "
+                "select municipality_code::integer as municipality_code, year::integer as year, "
+                "population::bigint as population, source from read_csv(?, header=true)",
+                [str(folder / "population.csv")])
+
+
+def build_release(state_dir: Path, path: Path, storage_version: str, progress=None) -> list[str]:
+    """Run every model into a new release file at path; returns the published tables.
+
+    The connection stays open for the audit; the caller closes it."""
+    con = open_build(path, storage_version)
+    con.execute(f"attach {quote_path(db_path(state_dir))} as state (read_only)")
+    load_reference(con)
+    published = sqlrunner.build(con, progress=progress)
+    return con, published

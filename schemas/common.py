@@ -1,0 +1,80 @@
+"""Parsing expressions shared by the source schemas.
+
+Raw values arrive as text. A check passes a NULL (requiredness is the Field's job, reported
+as `<column>_required`), so every failing row names exactly the rules it broke.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pandera.polars as pa
+
+from flows.reference import municipality_codes
+
+TZ = "Europe/Copenhagen"
+LOCAL_TS_PATTERN = r"^\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2}$"
+ISO_TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$"
+LOCAL_DATE_PATTERN = r"^\d{2}-\d{2}-\d{4}$"
+
+
+def local_ts(col: str) -> pl.Expr:
+    """DD-MM-YYYY HH:MM:SS in Danish local time -> UTC instant; the repeated autumn hour
+    takes the earlier (summer) offset, a spring-gap time that does not exist gives NULL."""
+    text = pl.col(col)
+    parsed = (
+        text.str.strptime(pl.Datetime("us"), "%d-%m-%Y %H:%M:%S", strict=False)
+        .dt.replace_time_zone(TZ, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+    )
+    return pl.when(text.str.contains(LOCAL_TS_PATTERN)).then(parsed)
+
+
+def iso_ts(col: str) -> pl.Expr:
+    """ISO 8601 with a UTC offset (or Z) -> UTC instant; no offset gives NULL."""
+    text = pl.col(col)
+    parsed = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", strict=False, time_zone="UTC")
+    return pl.when(text.str.contains(ISO_TS_PATTERN)).then(parsed)
+
+
+def local_date(col: str) -> pl.Expr:
+    """DD-MM-YYYY -> date."""
+    text = pl.col(col)
+    return pl.when(text.str.contains(LOCAL_DATE_PATTERN)).then(
+        text.str.strptime(pl.Date, "%d-%m-%Y", strict=False)
+    )
+
+
+def integer(col: str) -> pl.Expr:
+    """A whole number written as digits (JSON or CSV), else NULL."""
+    text = pl.col(col)
+    return pl.when(text.str.contains(r"^-?\d{1,9}$")).then(text.cast(pl.Int64, strict=False))
+
+
+def passes(data: pa.PolarsData, ok: pl.Expr) -> pl.LazyFrame:
+    """A column check result: NULL raw values pass (requiredness is checked elsewhere)."""
+    return data.lazyframe.select(pl.col(data.key).is_null() | ok.fill_null(False))
+
+
+def parses(data: pa.PolarsData, parsed: pl.Expr) -> pl.LazyFrame:
+    return passes(data, parsed.is_not_null())
+
+
+def in_district(data: pa.PolarsData) -> pl.LazyFrame:
+    return passes(data, integer(data.key).is_in(municipality_codes()))
+
+
+def rows_ok(data: pa.PolarsData, ok: pl.Expr) -> pl.LazyFrame:
+    """A cross-field check: rows where an operand is missing or unparsable pass here."""
+    return data.lazyframe.select(ok.fill_null(True).alias("ok"))
+
+
+def rule_names(failure_cases: pl.DataFrame, model_name: str) -> pl.DataFrame:
+    """Pandera failure cases -> one row per failing row index with its sorted rule names."""
+    named = failure_cases.filter(pl.col("index").is_not_null()).with_columns(
+        rule=pl.when(pl.col("check") == "not_nullable")
+        .then(pl.col("column") + "_required")
+        .when((pl.col("column") == model_name) | pl.col("check").str.starts_with(pl.col("column")))
+        .then(pl.col("check"))
+        .otherwise(pl.col("column") + "_" + pl.col("check"))
+    )
+    return named.group_by("index").agg(pl.col("rule").unique().sort().str.join("; ").alias("rules"))

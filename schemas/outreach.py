@@ -1,0 +1,55 @@
+"""Outreach activity log (borgernært politi): SPEC section 2.3."""
+
+from __future__ import annotations
+
+import polars as pl
+import pandera.polars as pa
+
+from schemas.common import in_district, integer, local_date, parses, passes
+
+ACTIVITIES = ["mobil_politistation", "tryghedsopfoelgning", "borgerraadgiver", "sub_besoeg",
+              "foredrag", "faerdselskontrol"]
+KEY = None
+PII = ["note"]
+COLUMNS = ["dato", "kommunekode", "aktivitet", "antal", "lokalomraade", "note"]
+
+
+class RawOutreach(pa.DataFrameModel):
+    """One activity-log row as text, before casting."""
+
+    line: int
+    dato: str = pa.Field(nullable=False)
+    kommunekode: str = pa.Field(nullable=False)
+    aktivitet: str = pa.Field(nullable=False)
+    antal: str = pa.Field(nullable=False)
+    lokalomraade: str = pa.Field(nullable=True)
+
+    @pa.check("dato", name="dato_local_date")
+    def date(cls, data):
+        return parses(data, local_date(data.key))
+
+    @pa.check("kommunekode", name="kommunekode_in_district")
+    def kommune(cls, data):
+        return in_district(data)
+
+    @pa.check("aktivitet", name="aktivitet_allowed_value")
+    def activity(cls, data):
+        return passes(data, pl.col(data.key).is_in(ACTIVITIES))
+
+    @pa.check("antal", name="antal_integer_at_least_1")
+    def count(cls, data):
+        return passes(data, integer(data.key) >= 1)
+
+    class Config:
+        strict = True
+
+
+def cast(raw: pl.DataFrame) -> pl.DataFrame:
+    return raw.select(
+        "line",
+        local_date("dato").alias("dato"),
+        integer("kommunekode").cast(pl.Int32).alias("kommunekode"),
+        "aktivitet",
+        integer("antal").cast(pl.Int32).alias("antal"),
+        "lokalomraade",
+    )

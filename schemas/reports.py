@@ -1,0 +1,80 @@
+"""Reports (anmeldelser): SPEC section 2.1."""
+
+from __future__ import annotations
+
+import polars as pl
+import pandera.polars as pa
+
+from schemas.common import in_district, integer, local_ts, parses, passes, rows_ok
+
+LAW_AREAS = ["Straffelov", "Færdselslov", "Særlov"]
+KEY = "journalnr"
+PII = ["fritekst", "anmelder_cpr"]
+COLUMNS = ["journalnr", "anmeldt_tid", "gerningstid_fra", "kommunekode", "lovomraade",
+           "overtraedelse", "sidst_aendret", "fritekst", "anmelder_cpr"]
+
+
+class RawReport(pa.DataFrameModel):
+    """One report row as text, before casting; personal-data columns already dropped."""
+
+    line: int
+    journalnr: str = pa.Field(nullable=False)
+    anmeldt_tid: str = pa.Field(nullable=False)
+    gerningstid_fra: str = pa.Field(nullable=True)
+    kommunekode: str = pa.Field(nullable=False)
+    lovomraade: str = pa.Field(nullable=False)
+    overtraedelse: str = pa.Field(nullable=False)
+    sidst_aendret: str = pa.Field(nullable=False)
+
+    @pa.check("journalnr", name="journalnr_pattern")
+    def journalnr_pattern(cls, data):
+        return passes(data, pl.col(data.key).str.contains(r"^\d{4}-\d{5}-\d{5}-\d{2}$"))
+
+    @pa.check("anmeldt_tid", name="anmeldt_tid_local_timestamp")
+    def anmeldt_ts(cls, data):
+        return parses(data, local_ts(data.key))
+
+    @pa.check("gerningstid_fra", name="gerningstid_fra_local_timestamp")
+    def gerning_ts(cls, data):
+        return parses(data, local_ts(data.key))
+
+    @pa.check("sidst_aendret", name="sidst_aendret_local_timestamp")
+    def changed_ts(cls, data):
+        return parses(data, local_ts(data.key))
+
+    @pa.check("kommunekode", name="kommunekode_integer")
+    def kommune_int(cls, data):
+        return parses(data, integer(data.key))
+
+    @pa.check("kommunekode", name="kommunekode_in_district")
+    def kommune_district(cls, data):
+        return in_district(data)
+
+    @pa.check("lovomraade", name="lovomraade_allowed_value")
+    def law_area(cls, data):
+        return passes(data, pl.col(data.key).is_in(LAW_AREAS))
+
+    @pa.check("overtraedelse", name="overtraedelse_at_most_120_chars")
+    def offence_length(cls, data):
+        return passes(data, pl.col(data.key).str.len_chars() <= 120)
+
+    @pa.dataframe_check(name="gerningstid_fra_not_after_anmeldt_tid")
+    def began_before_reported(cls, data):
+        return rows_ok(data, local_ts("gerningstid_fra") <= local_ts("anmeldt_tid"))
+
+    class Config:
+        strict = True
+
+
+def cast(raw: pl.DataFrame) -> pl.DataFrame:
+    """Valid raw rows -> typed staged rows (timestamps as UTC instants)."""
+    return raw.select(
+        "line",
+        "journalnr",
+        local_ts("anmeldt_tid").alias("anmeldt_tid"),
+        local_ts("gerningstid_fra").alias("gerningstid_fra"),
+        integer("kommunekode").cast(pl.Int32).alias("kommunekode"),
+        "lovomraade",
+        "overtraedelse",
+        local_ts("sidst_aendret").alias("sidst_aendret"),
+    )

@@ -1,0 +1,30 @@
+/*
+  dim_municipality — one row per municipality of the district, with its latest population
+  figure and the year that figure is for.
+*/
+with municipalities as (
+    select * from ref_municipalities
+),
+
+population as (
+    select * from ref_population
+),
+
+latest as (
+    select municipality_code, arg_max(population, year) as population, max(year) as population_year
+    from population
+    group by municipality_code
+),
+
+final as (
+    select
+        municipalities.municipality_code::integer as municipality_code,
+        municipalities.municipality,
+        municipalities.police_district,
+        latest.population::integer as population,
+        latest.population_year::integer as population_year
+    from municipalities
+    left join latest on municipalities.municipality_code = latest.municipality_code
+)
+
+select * from final

@@ -1,0 +1,49 @@
+/*
+  fct_callouts — one row per call-out (incident_id), after corrections, with the response
+  time in whole seconds where it is measured: response_measured, not cancelled, on scene.
+*/
+with callouts as (
+    select * from stg_dispatch__callouts
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by incident_id
+            order by changed_at desc, file_identity desc, source_line desc
+        ) as version_rank
+    from callouts
+),
+
+final as (
+    select
+        incident_id,
+        received_at,
+        received_local,
+        date_trunc('month', received_local)::date as month,
+        year(received_local) as year,
+        municipality_code,
+        cause,
+        priority,
+        response_measured,
+        cancelled,
+        dispatched_at,
+        on_scene_at,
+        closed_at,
+        case
+            when response_measured and not cancelled and on_scene_at is not null
+                then (epoch(on_scene_at) - epoch(received_at))::bigint
+        end as response_seconds,
+        case
+            when response_measured and not cancelled and on_scene_at is not null
+                then (epoch(on_scene_at) - epoch(received_at))::bigint / 60
+        end as response_min,
+        journal_number,
+        file_identity,
+        source_line
+    from ranked
+    where version_rank = 1
+)
+
+select * from final
