@@ -41,6 +41,7 @@ def sample(
     year: Annotated[str, typer.Option("--year", "--years", help="A year (2019) or a range (2015-2019).")] = "2019",
     scale: Annotated[int, typer.Option(min=1, max=1000, help="Multiply every volume by N (55 = ~11M reports).")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 2019,
+    days: Annotated[int | None, typer.Option(min=1, max=366, help="Only the first N days of each year (a small sample for tests).")] = None,
 ) -> None:
     """Write a deterministic sample landing folder calibrated to the district's 2019 deck."""
     from flows.sample import SampleSpec, parse_years, write_sample
@@ -53,7 +54,7 @@ def sample(
     with console.status("writing sample…") as status:
         def progress(source, day):
             status.update(f"writing {source} {day}")
-        written = write_sample(out, SampleSpec(years=years, scale=scale, seed=seed), progress)
+        written = write_sample(out, SampleSpec(years=years, scale=scale, seed=seed, days=days), progress)
     console.print(f"OK: wrote {sum(written.values())} files to {out} "
                   f"({', '.join(f'{k} {v}' for k, v in written.items())}) in {time.monotonic() - started:.1f} s")
 
@@ -73,7 +74,8 @@ def refresh(
         fail(f"landing folder {landing} does not exist (run `politikpi sample --out {landing}`)")
     with console.status("refreshing (Prefect flow)…"):
         from flows.audit import AuditFailed
-        from flows.refresh import ThresholdExceeded, refresh as refresh_flow
+        from flows.refresh import ThresholdExceeded
+        from flows.refresh import refresh as refresh_flow
         from flows.state import StateBusy
 
         started = time.monotonic()

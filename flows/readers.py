@@ -115,7 +115,7 @@ def _line_numbers(valid_nl: np.ndarray, rejects: pl.DataFrame, first_line: int) 
     k = np.arange(1, n_valid + 1)
     adjusted = slots_rej - np.arange(len(slots_rej))
     slots_valid = k + np.searchsorted(adjusted, k, side="right")
-    total = n_valid + len(slots_rej)
+    total = max([n_valid + len(slots_rej), *slots_valid[-1:], *slots_rej[-1:]])
     nl = np.zeros(total + 1, dtype=np.int64)
     nl[slots_valid] = valid_nl
     if len(rejects):
@@ -167,12 +167,15 @@ def read_csv(path: Path, source: Source, tmpdir: Path) -> Parsed:
         newlines = " + ".join(f"coalesce(strlen(\"{c}\") - strlen(replace(\"{c}\", chr(10), '')), 0)"
                               for c in expected)
         con = duckdb.connect()
-        rows = con.sql(f"""
+        try:
+            rows = con.sql(f"""
             select {keep}, {newlines} as _nl
             from read_csv(?, delim=';', quote='"', escape='"', header=true, auto_detect=false,
                           columns={{{columns}}}, store_rejects=true, rejects_table='rej',
                           rejects_scan='rej_scan', strict_mode=true, max_line_size=1048576)
-        """, params=[str(data)]).to_arrow_table()
+            """, params=[str(data)]).to_arrow_table()
+        except duckdb.Error as exc:
+            raise Rejected(f"cannot be parsed as CSV: {str(exc).splitlines()[0][:200]}") from None
         rows = pl.from_arrow(rows)
         rejects = _rejects(con, header=True)
         con.close()
@@ -201,7 +204,8 @@ def read_jsonl(path: Path, source: Source, tmpdir: Path) -> Parsed:
         for f in fields
     )
     con = duckdb.connect()
-    table = con.sql(f"""
+    try:
+        table = con.sql(f"""
         with lines as (
             select row_number() over () as slot, j
             from read_csv(?, delim=E'\\x01', quote='', escape='', header=false, auto_detect=false,
@@ -216,7 +220,9 @@ def read_jsonl(path: Path, source: Source, tmpdir: Path) -> Parsed:
         select slot, j is null as blank, obj is not null as is_object,
                strlen(j) as length, sha256(j) as sha256, {extract}
         from parsed
-    """, params=[str(path)]).to_arrow_table()
+        """, params=[str(path)]).to_arrow_table()
+    except duckdb.Error as exc:
+        raise Rejected(f"cannot be parsed as JSON Lines: {str(exc).splitlines()[0][:200]}") from None
     rows = pl.from_arrow(table)
     rejects = _rejects(con, header=False)
     con.close()

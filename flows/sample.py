@@ -35,6 +35,7 @@ class SampleSpec:
     years: tuple[int, ...]
     scale: int = 1
     seed: int = 2019
+    days: int | None = None  # write only the first N days of each year (small test samples)
 
 
 def year_factor(year: int) -> float:
@@ -61,7 +62,8 @@ def write_sample(out: Path, spec: SampleSpec, progress=None) -> dict[str, int]:
             ("dispatches", ev.write_dispatches),
             ("outreach", ev.write_outreach),
         ):
-            n = writer(out, year, target, munis, random.Random(rng.random()), spec.scale, progress)
+            n = writer(out, year, target, munis, random.Random(rng.random()), spec.scale, progress,
+                       spec.days)
             written[source] = written.get(source, 0) + n
     last = max(spec.years)
     written["ambassadors"] = ev.write_ambassadors(

@@ -124,7 +124,8 @@ REPORT_DIRT = {
 }
 
 
-def write_reports(out: Path, year: int, target: dict, munis, rng, scale: int, progress) -> int:
+def write_reports(out: Path, year: int, target: dict, munis, rng, scale: int, progress,
+                  limit: int | None = None) -> int:
     """One file per day; corrections and duplicates land in later days' files."""
     days = days_of(year)
     weekday = [1.05, 1.05, 1.0, 1.0, 1.05, 0.95, 0.9]
@@ -134,10 +135,10 @@ def write_reports(out: Path, year: int, target: dict, munis, rng, scale: int, pr
     areas = list(LAW_AREAS)
     area_w = [LAW_AREAS[a][0] for a in areas]
     gap = spring_gap_day(year)
-    dirt_days = [(rng.randrange(len(days)), rule) for rule in REPORT_DIRT for _ in range(3 * scale)]
+    dirt_days = [(rng.randrange(len(days[:limit])), rule) for rule in REPORT_DIRT for _ in range(3 * scale)]
     pending: dict[int, list[list[str]]] = {}
     seq = 0
-    for i, day in enumerate(days):
+    for i, day in enumerate(days[:limit]):
         fmt = report_format(i)
         n = per_day[i]
         rows = pending.pop(i, [])
@@ -159,7 +160,7 @@ def write_reports(out: Path, year: int, target: dict, munis, rng, scale: int, pr
             row = [journal(year, seq), local(at), began, str(code), law, offence, local(changed),
                    free_text(rng), cpr(rng) if rng.random() < 0.8 else ""]
             rows.append(row)
-            later = min(i + rng.randint(1, 6), len(days) - 1)
+            later = min(i + rng.randint(1, 6), len(days[:limit]) - 1)
             roll = rng.random()
             if roll < 0.01:  # a valid correction: a later change of law area and offence
                 fixed = list(row)
@@ -189,12 +190,12 @@ def write_reports(out: Path, year: int, target: dict, munis, rng, scale: int, pr
                     encoding=encoding, gz=fmt["gz"], crlf=fmt["crlf"], raw_lines=raw)
         if progress:
             progress("reports", day)
-    last = days[-1].isoformat()
+    last = days[:limit][-1].isoformat()
     w.write_broken_gzip(out / "reports" / f"{last}_eftersending.csv.gz",
                         ";".join(w.REPORT_COLUMNS) + "\n" + "x;" * 8 + "x\n" * 500)
     w.write_csv(out / "reports" / f"{year}-07-01_udtraek_v2.csv",
                 ["sagsnr", "tid", "kommune"], [["1", "2", "3"]])
-    return len(days) + 2
+    return len(days[:limit]) + 2
 
 
 def iso(ts: float, utc: bool) -> str:
@@ -247,7 +248,8 @@ def _callout(rng, year: int, seq: int, day: dt.date, code: int, hour: int, cause
     }
 
 
-def write_dispatches(out: Path, year: int, target: dict, munis, rng, scale: int, progress) -> int:
+def write_dispatches(out: Path, year: int, target: dict, munis, rng, scale: int, progress,
+                     limit: int | None = None) -> int:
     """One JSON Lines file per local day, some gzipped, with broken lines and corrections."""
     days = days_of(year)
     weekend = [1.0, 0.95, 0.95, 1.0, 1.1, 1.3, 1.25]
@@ -255,10 +257,10 @@ def write_dispatches(out: Path, year: int, target: dict, munis, rng, scale: int,
     codes = [m.code for m in munis]
     pops = [m.population for m in munis]
     causes, cause_w = list(CAUSES), list(CAUSES.values())
-    dirt_days = [(rng.randrange(len(days)), rule) for rule in DISPATCH_DIRT for _ in range(3 * scale)]
+    dirt_days = [(rng.randrange(len(days[:limit])), rule) for rule in DISPATCH_DIRT for _ in range(3 * scale)]
     pending: dict[int, list] = {}
     seq = 0
-    for i, day in enumerate(days):
+    for i, day in enumerate(days[:limit]):
         recs: list = pending.pop(i, [])
         n = per_day[i]
         for code, hour, cause in zip(rng.choices(codes, pops, k=n), rng.choices(range(24), CALL_HOURS, k=n),
@@ -266,7 +268,7 @@ def write_dispatches(out: Path, year: int, target: dict, munis, rng, scale: int,
             seq += 1
             rec = _callout(rng, year, seq, day, code, hour, cause)
             recs.append(rec)
-            later = min(i + rng.randint(1, 3), len(days) - 1)
+            later = min(i + rng.randint(1, 3), len(days[:limit]) - 1)
             roll = rng.random()
             if roll < 0.01 and rec["fremme"]:  # valid correction: closing time amended
                 fixed = dict(rec, afsluttet=rec["sidst_aendret"])
@@ -290,7 +292,7 @@ def write_dispatches(out: Path, year: int, target: dict, munis, rng, scale: int,
         w.write_jsonl(out / "dispatches" / f"{day.isoformat()}.jsonl{'.gz' if gz else ''}", recs, gz=gz)
         if progress:
             progress("dispatches", day)
-    return len(days)
+    return len(days[:limit])
 
 
 def _area_names(code: int, n: int) -> list[str]:
@@ -313,7 +315,8 @@ OUTREACH_DIRT = [
 ]
 
 
-def write_outreach(out: Path, year: int, target: dict, munis, rng, scale: int, progress) -> int:
+def write_outreach(out: Path, year: int, target: dict, munis, rng, scale: int, progress,
+                   limit: int | None = None) -> int:
     """Monthly activity logs: CSV in several encodings, and xlsx with real or text dates."""
     codes = [m.code for m in munis]
     pops = [m.population for m in munis]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import polars as pl
 import pandera.errors
+import polars as pl
 
 from flows.sources import Source
 from schemas.common import rule_names

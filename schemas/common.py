@@ -6,8 +6,8 @@ as `<column>_required`), so every failing row names exactly the rules it broke.
 
 from __future__ import annotations
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 from flows.reference import municipality_codes
 

@@ -6,8 +6,8 @@ so `"1"` (a string) fails where `1` (a number) passes; string fields arrive unqu
 
 from __future__ import annotations
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 
 from schemas.common import in_district, integer, iso_ts, parses, passes, rows_ok
 

@@ -1,0 +1,113 @@
+"""Readers: every format and encoding, line numbers, broken lines, files rejected whole."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flows import readers
+from flows.sources import SOURCES
+from tests.conftest import write
+
+HEADER = "journalnr;anmeldt_tid;gerningstid_fra;kommunekode;lovomraade;overtraedelse;sidst_aendret;fritekst;anmelder_cpr\n"
+ROW = "4100-00000-0000{n}-19;01-02-2019 10:00:00;;370;Straffelov;{offence};01-02-2019 10:05:00;{text};010190-1234\n"
+
+
+def read(path: Path, source="reports"):
+    return readers.read_file(path, SOURCES[source], path.parent)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252"])
+def test_each_encoding_reads_the_same_values(tmp_path, encoding):
+    text = HEADER + ROW.format(n=1, offence="Bedrageri – netbank", text="2.500 €")
+    parsed = read(write(tmp_path / f"r-{encoding}.csv", text, encoding))
+    assert parsed.rows["overtraedelse"].to_list() == ["Bedrageri – netbank"]
+    assert parsed.encoding == ("cp1252" if encoding == "cp1252" else "utf-8")
+
+
+def test_gzip_is_read_like_plain_text(tmp_path):
+    path = tmp_path / "r.csv.gz"
+    path.write_bytes(gzip.compress((HEADER + ROW.format(n=1, offence="Tyveri", text="")).encode()))
+    assert read(path).rows["journalnr"].to_list() == ["4100-00000-00001-19"]
+
+
+def test_quoted_fields_with_separators_quotes_and_line_breaks_keep_line_numbers(tmp_path):
+    text = (HEADER + ROW.format(n=1, offence="Tyveri", text='"a;b ""c""\nd\ne"')
+            + ROW.format(n=2, offence='"Vold; grov"', text="") )
+    parsed = read(write(tmp_path / "r.csv", text))
+    assert parsed.rows["line"].to_list() == [2, 5]
+    assert parsed.rows["overtraedelse"].to_list() == ["Tyveri", "Vold; grov"]
+
+
+def test_personal_data_columns_are_never_read(tmp_path):
+    parsed = read(write(tmp_path / "r.csv", HEADER + ROW.format(n=1, offence="Tyveri", text="Jens")))
+    assert "fritekst" not in parsed.rows.columns and "anmelder_cpr" not in parsed.rows.columns
+
+
+def test_wrong_number_of_fields_is_one_broken_line_kept_as_hash(tmp_path):
+    text = HEADER + ROW.format(n=1, offence="Tyveri", text="") + "a;b;c;010190-1234\n" + ROW.format(n=2, offence="Vold", text="")
+    parsed = read(write(tmp_path / "r.csv", text))
+    assert parsed.rows["line"].to_list() == [2, 4]
+    broken = parsed.broken.row(0, named=True)
+    assert broken["line"] == 3 and "wrong number of fields" in broken["reason"]
+    assert broken["length"] == len("a;b;c;010190-1234") and len(broken["sha256"]) == 64
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"\x1f\x8b\x08\x00broken", "broken gzip"),
+    (b"sagsnr;tid\n1;2\n", "wrong columns"),
+    (b"", "empty file"),
+    (b"\x00\x01\x02binary", "binary"),
+    ((HEADER + '4100-00000-00001-19;"never closed\n').encode(), "quote"),
+])
+def test_unreadable_file_is_rejected_whole_with_reason(tmp_path, content, reason):
+    path = tmp_path / "r.csv"
+    path.write_bytes(content)
+    with pytest.raises(readers.Rejected, match=reason):
+        read(path)
+
+
+def test_broken_json_line_is_one_quarantined_line_and_the_rest_is_kept(tmp_path):
+    good = '{"haendelse_id": "A", "prioritet": 1, "aflyst": false, "kommunekode": 370}'
+    path = write(tmp_path / "d.jsonl", f'{good}\n{{"haendelse_id": "B", "modt\n\n{good.replace("A", "C")}\n[1,2]\n')
+    parsed = read(path, "dispatches")
+    assert parsed.rows["haendelse_id"].to_list() == ["A", "C"]
+    assert parsed.rows["line"].to_list() == [1, 4]
+    assert parsed.rows["prioritet"].to_list() == ["1", "1"] and parsed.rows["aflyst"][0] == "false"
+    assert parsed.broken["line"].to_list() == [2, 5]
+
+
+def test_xlsx_date_cells_become_danish_dates(tmp_path):
+    from flows.sample_writers import OUTREACH_COLUMNS, write_xlsx
+
+    path = tmp_path / "o.xlsx"
+    write_xlsx(path, OUTREACH_COLUMNS, [["05-03-2019", "360", "foredrag", "2", "", "Jens"]], date_cells=True)
+    parsed = read(path, "outreach")
+    assert parsed.rows.row(0, named=True) == {"line": 2, "dato": "05-03-2019", "kommunekode": "360",
+                                              "aktivitet": "foredrag", "antal": "2", "lokalomraade": None}
+
+
+def test_gzip_bomb_is_rejected_within_a_byte_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("POLITIKPI_MAX_FILE_BYTES", "1000000")
+    path = tmp_path / "r.csv.gz"
+    path.write_bytes(gzip.compress(HEADER.encode() + b"x" * 5_000_000))
+    with pytest.raises(readers.Rejected, match="expands beyond"):
+        read(path)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=400))
+def test_random_bytes_never_crash_and_lose_nothing(tmp_path, body):
+    """Any bytes after a valid header: either rejected whole, or every line accounted for."""
+    path = tmp_path / "fuzz.csv"
+    path.write_bytes(HEADER.encode() + body)
+    try:
+        parsed = read(path)
+    except readers.Rejected:
+        return
+    assert parsed.rows["line"].is_unique().all()
+    assert set(parsed.rows["line"]).isdisjoint(set(parsed.broken["line"]))
