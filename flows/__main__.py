@@ -1,0 +1,5 @@
+"""`python -m flows` is `politikpi`."""
+
+from flows.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""The real refresh flow (Prefect, Pandera, DuckDB, GX) on two weeks of the sample."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.slow
+KPI_TABLES = ["dim_municipality", "kpi_reports", "kpi_callouts", "kpi_response_times", "kpi_response_time_spread",
+              "kpi_outreach", "kpi_safety_ambassadors", "kpi_year_summary", "_release"]
+CPR = re.compile(rb"\d{6}-\d{4}")
+
+
+@pytest.fixture(scope="module")
+def run(prefect_server, small_landing, tmp_path_factory):
+    from flows.refresh import refresh
+
+    root = tmp_path_factory.mktemp("run")
+    landing = root / "landing"
+    shutil.copytree(small_landing, landing)
+    result = refresh(str(landing), str(root / "state"), str(root / "warehouse"))
+    return root, result
+
+
+def rows(path: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_every_published_table_exists_and_release_has_one_row(run):
+    root, result = run
+    stable = root / "warehouse" / "politikpi.duckdb"
+    tables = {r[0] for r in rows(stable, "select table_name from duckdb_tables()")}
+    assert set(KPI_TABLES) <= tables
+    assert rows(stable, "select release_id from _release") == [(result["release"]["release_id"],)]
+
+
+def test_district_equals_sum_of_municipalities(run):
+    root, _ = run
+    stable = root / "warehouse" / "politikpi.duckdb"
+    district, by_municipality = rows(stable, """
+        select (select responses from kpi_response_times where period_grain = 'year' and municipality_code is null
+                and cause is null),
+               (select sum(responses) from kpi_response_times where period_grain = 'year'
+                and municipality_code is not null and cause is null)""")[0]
+    assert district == by_municipality > 0
+    assert rows(stable, "select sum(reports) from kpi_reports") == rows(stable, "select count(*) from fct_reports")
+
+
+def test_every_row_read_is_staged_or_quarantined(run):
+    root, result = run
+    state_db = root / "state" / "state.duckdb"
+    per_file = rows(state_db, "select count(*) from files where status = 'ingested' "
+                              "and rows_read <> rows_staged + rows_quarantined")
+    assert per_file == [(0,)]
+    staged = rows(state_db, "select (select count(*) from staged_reports), "
+                            "(select count(*) from quarantine where source = 'reports')")[0]
+    assert sum(staged) == result["sources"]["reports"]["read"]
+    assert result["sources"]["reports"]["quarantined"] > 0  # the sample's dirt was caught
+
+
+def test_unreadable_files_are_rejected_with_a_reason_and_do_not_block(run):
+    _, result = run
+    reasons = {r["file"]: r["reason"] for r in result["rejected"]}
+    assert "broken gzip" in reasons["reports/2019-01-14_eftersending.csv.gz"]
+    assert "wrong columns" in reasons["reports/2019-07-01_udtraek_v2.csv"]
+
+
+def test_no_personal_data_in_state_warehouse_or_quarantine(run):
+    root, _ = run
+    names = [b"Hansen", b"Nielsen", b"Kj\xc3\xa6r"]
+    for path in [*(root / "state").rglob("*.duckdb"), *(root / "warehouse").rglob("*.duckdb"),
+                 *(root / "state" / "archive").glob("*.parquet")]:
+        with duckdb.connect(str(path) if path.suffix == ".duckdb" else ":memory:", read_only=path.suffix == ".duckdb") as con:
+            queries = ([f'select * from "{t}"' for (t,) in con.execute("select table_name from duckdb_tables()").fetchall()]
+                       if path.suffix == ".duckdb" else [f"select * from read_parquet('{path}')"])
+            for query in queries:
+                text = str(con.execute(query).fetchall()).encode()
+                assert not CPR.search(text), f"CPR-shaped value in {path}: {query}"
+                assert not any(n in text for n in names), f"a name in {path}: {query}"
+
+
+def test_rerun_with_no_new_files_gives_identical_kpis(run):
+    from flows.refresh import refresh
+
+    root, first = run
+    stable = root / "warehouse" / "politikpi.duckdb"
+    before = {t: sorted(rows(stable, f"select * from {t}"), key=repr) for t in KPI_TABLES[:-1]}
+    second = refresh(str(root / "landing"), str(root / "state"), str(root / "warehouse"))
+    assert second["files_ingested"] == 0
+    assert second["release"]["release_id"] != first["release"]["release_id"]
+    after = {t: sorted(rows(stable, f"select * from {t}"), key=repr) for t in KPI_TABLES[:-1]}
+    assert before == after
+
+
+def test_redelivered_file_withdraws_its_earlier_rows(run):
+    from flows.refresh import refresh
+
+    root, _ = run
+    path = root / "landing" / "reports" / "2019-01-05.csv"
+    state_db = root / "state" / "state.duckdb"
+    before = rows(state_db, "select count(*) from staged_reports where file_identity = 'reports/2019-01-05.csv'")[0][0]
+    lines = path.read_text(encoding="utf-8").split("\n")
+    path.write_text(lines[0] + "\n" + "4100-99999-99999-19;05-01-2019 10:00:00;;370;Særlov;Knivloven;"
+                    "05-01-2019 10:00:00;;\n", encoding="utf-8")
+    result = refresh(str(root / "landing"), str(root / "state"), str(root / "warehouse"))
+    assert result["files_ingested"] == 1 and before > 1
+    assert rows(state_db, "select journalnr from staged_reports where file_identity = 'reports/2019-01-05.csv'") \
+        == [("4100-99999-99999-19",)]
+
+
+def test_threshold_breach_fails_before_publishing_and_keeps_the_current_release(run):
+    from flows.refresh import ThresholdExceeded, refresh
+
+    root, _ = run
+    current = rows(root / "warehouse" / "politikpi.duckdb", "select release_id from _release")
+    bad = root / "landing" / "reports" / "2019-02-01.csv"
+    header = (root / "landing" / "reports" / "2019-01-05.csv").read_text().split("\n")[0]
+    bad.write_text(header + "\n" + "".join(f"bad-{i};x;;999;?;;;;\n" for i in range(250)), encoding="utf-8")
+    with pytest.raises(ThresholdExceeded, match="reports: 250 of 250"):
+        refresh(str(root / "landing"), str(root / "state"), str(root / "warehouse"))
+    assert rows(root / "warehouse" / "politikpi.duckdb", "select release_id from _release") == current
+    bad.unlink()
