@@ -18,7 +18,7 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a one-line reason stays one line
 
 Landing = Annotated[Path, typer.Option(envvar="POLITIKPI_LANDING",
                                        help="Landing folder with reports/, dispatches/, outreach/, ambassadors/.")]
@@ -88,7 +88,7 @@ def refresh(
     print_run_summary(result)
     release = result["release"]
     console.print(f"[bold green]OK[/]: published release {release['release_id']} "
-                  f"(data through {release['data_through']}) in {time.monotonic() - started:.1f} s")
+                  f"(data through {release['data_through']}) in {time.monotonic() - started:.1f} s", soft_wrap=True)
 
 
 def print_run_summary(result: dict) -> None:

@@ -80,44 +80,76 @@ def scan_landing(landing: Path) -> tuple[list[LandingFile], list[tuple[str, str]
     return sorted(found.values(), key=lambda f: f.identity), refused
 
 
-def process_file(lf: LandingFile, landing: Path, state_dir: Path, workdir: Path,
-                 sha256: str) -> FileResult:
-    """Read, archive and validate one landing file; results wait in workdir as Parquet."""
-    source: Source = SOURCES[lf.source]
-    base = dict(identity=lf.identity, source=lf.source, landing_path=lf.path, sha256=sha256,
+BATCH_ROWS = 1_000_000  # validate several files at once, but never hold more raw rows than this
+
+
+def _base(lf: LandingFile, sha256: str) -> dict:
+    return dict(identity=lf.identity, source=lf.source, landing_path=lf.path, sha256=sha256,
                 size_bytes=lf.size_bytes, mtime_ns=lf.mtime_ns)
-    try:
-        parsed = readers.read_file(landing / lf.path, source, workdir)
-    except readers.Rejected as exc:
-        return FileResult(**base, encoding=None, status="rejected", reason=str(exc),
-                          rows_read=0, rows_staged=0, rows_quarantined=0)
-    state.write_parquet_atomic(parsed.rows, state.archive_path(state_dir, sha256, "rows"))
-    state.write_parquet_atomic(parsed.broken, state.archive_path(state_dir, sha256, "broken"))
-    return validate_archived(lf.source, base, parsed.encoding, parsed.rows, parsed.broken, workdir)
 
 
-def validate_archived(source_name: str, base: dict, encoding: str | None, rows: pl.DataFrame,
-                      broken: pl.DataFrame, workdir: Path) -> FileResult:
-    """Validate raw rows (fresh or from the archive) and park the outcome in workdir."""
-    source = SOURCES[source_name]
-    staged, quarantined = validate_rows(source, rows)
-    quarantined = pl.concat([quarantined, broken_to_quarantine(broken)]).sort("line")
-    sha = base["sha256"]
-    state.write_parquet_atomic(staged, workdir / f"{sha}.staged.parquet")
-    state.write_parquet_atomic(quarantined, workdir / f"{sha}.quarantine.parquet")
-    return FileResult(**base, encoding=encoding, status="ingested", reason=None,
-                      rows_read=len(rows) + len(broken), rows_staged=len(staged),
-                      rows_quarantined=len(quarantined))
+def process_files(files: list[LandingFile], landing: Path, state_dir: Path, workdir: Path,
+                  hashes: dict[str, str]) -> list[FileResult]:
+    """Read and archive each landing file of one source, then validate them in batches."""
+    results: list[FileResult] = []
+    batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]] = []
+    for lf in files:
+        base = _base(lf, hashes[lf.identity])
+        try:
+            parsed = readers.read_file(landing / lf.path, SOURCES[lf.source], workdir)
+        except readers.Rejected as exc:
+            results.append(FileResult(**base, encoding=None, status="rejected", reason=str(exc),
+                                      rows_read=0, rows_staged=0, rows_quarantined=0))
+            continue
+        state.write_parquet_atomic(parsed.rows, state.archive_path(state_dir, base["sha256"], "rows"))
+        state.write_parquet_atomic(parsed.broken, state.archive_path(state_dir, base["sha256"], "broken"))
+        batch.append((base, parsed.encoding, parsed.rows, parsed.broken))
+        if _batch_full(batch):
+            results += validate_batch(batch, workdir)
+            batch = []
+    return results + validate_batch(batch, workdir)
 
 
-def rebuild_file(entry: dict, state_dir: Path, workdir: Path) -> FileResult:
-    """Re-validate an ingested file from its archived raw rows (no landing file needed)."""
-    sha = entry["sha256"]
-    rows = pl.read_parquet(state.archive_path(state_dir, sha, "rows"))
-    broken = pl.read_parquet(state.archive_path(state_dir, sha, "broken"))
-    base = {k: entry[k] for k in ("identity", "source", "landing_path", "sha256", "size_bytes",
-                                  "mtime_ns")}
-    return validate_archived(entry["source"], base, entry["encoding"], rows, broken, workdir)
+def rebuild_files(entries: list[dict], state_dir: Path, workdir: Path) -> list[FileResult]:
+    """Re-validate ingested files from their archived raw rows (no landing file needed)."""
+    results, batch = [], []
+    for entry in entries:
+        rows = pl.read_parquet(state.archive_path(state_dir, entry["sha256"], "rows"))
+        broken = pl.read_parquet(state.archive_path(state_dir, entry["sha256"], "broken"))
+        base = {k: entry[k] for k in ("identity", "source", "landing_path", "sha256", "size_bytes", "mtime_ns")}
+        batch.append((base, entry["encoding"], rows, broken))
+        if _batch_full(batch):
+            results += validate_batch(batch, workdir)
+            batch = []
+    return results + validate_batch(batch, workdir)
+
+
+def _batch_full(batch: list) -> bool:
+    """A source whose rules look across a whole file (a roster's unique ids) validates file by file."""
+    per_file = getattr(SOURCES[batch[0][0]["source"]].schema, "FILE_SCOPED_RULES", False)
+    return per_file or sum(len(b[2]) for b in batch) >= BATCH_ROWS
+
+
+def validate_batch(batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]], workdir: Path) -> list[FileResult]:
+    """Validate several files of one source in one Pandera call; park each file's outcome."""
+    if not batch:
+        return []
+    source = SOURCES[batch[0][0]["source"]]
+    raw = pl.concat([rows.with_columns(_file=pl.lit(i, dtype=pl.Int32)) for i, (_, _, rows, _) in enumerate(batch)])
+    staged, quarantined = validate_rows(source, raw, carry=("_file",))
+    staged_by = staged.partition_by("_file", as_dict=True, include_key=False)
+    quarantined_by = quarantined.partition_by("_file", as_dict=True, include_key=False)
+    results = []
+    for i, (base, encoding, rows, broken) in enumerate(batch):
+        mine_staged = staged_by.get((i,), staged.clear().drop("_file"))
+        mine_q = pl.concat([quarantined_by.get((i,), quarantined.clear().drop("_file")),
+                            broken_to_quarantine(broken)]).sort("line")
+        state.write_parquet_atomic(mine_staged, workdir / f"{base['sha256']}.staged.parquet")
+        state.write_parquet_atomic(mine_q, workdir / f"{base['sha256']}.quarantine.parquet")
+        results.append(FileResult(**base, encoding=encoding, status="ingested", reason=None,
+                                  rows_read=len(rows) + len(broken), rows_staged=len(mine_staged),
+                                  rows_quarantined=len(mine_q)))
+    return results
 
 
 def load_file(con, result: FileResult, run_id: str, workdir: Path) -> None:

@@ -50,8 +50,8 @@ def scan(landing: Path, state_dir: Path) -> tuple[list[extract.LandingFile], lis
 def extract_source(source: str, files: list, landing: Path, state_dir: Path, workdir: Path,
                    hashes: dict) -> list[extract.FileResult]:
     """Read, archive and validate one source's new or re-delivered files."""
-    return [extract.process_file(lf, landing, state_dir, workdir, hashes[lf.identity])
-            for lf in files if lf.source == source]
+    return extract.process_files([lf for lf in files if lf.source == source], landing, state_dir,
+                                 workdir, hashes)
 
 
 @task(name="rebuild from archive")
@@ -62,7 +62,7 @@ def rebuild_source(source: str, state_dir: Path, workdir: Path) -> list[extract.
         entries = [dict(zip(cols, row, strict=True)) for row in con.execute(
             "select * from files where source = ? and status = 'ingested' order by identity",
             [source]).fetchall()]
-    return [extract.rebuild_file(e, state_dir, workdir) for e in entries]
+    return extract.rebuild_files(entries, state_dir, workdir)
 
 
 @task(name="check failure threshold")

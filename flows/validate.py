@@ -14,10 +14,12 @@ QUARANTINE_SCHEMA = {
 }
 
 
-def validate_rows(source: Source, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Raw text rows -> (typed valid rows, quarantined rows naming every rule they broke)."""
+def validate_rows(source: Source, raw: pl.DataFrame, carry: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Raw text rows -> (typed valid rows, quarantined rows naming every rule they broke).
+
+    `carry` columns (e.g. which file a row came from) are not validated and are kept on both."""
     try:
-        source.model.validate(raw, lazy=True)
+        source.model.validate(raw.drop(carry), lazy=True)
         failing = pl.DataFrame(schema={"index": pl.Int64, "rules": pl.String})
     except pandera.errors.SchemaErrors as err:
         cases = err.failure_cases
@@ -30,6 +32,7 @@ def validate_rows(source: Source, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.D
     good = indexed.join(failing, on="index", how="anti").sort("index").drop("index")
     key = pl.col(source.key) if source.key else pl.lit(None, dtype=pl.String)
     quarantined = bad.select(
+        *carry,
         "line",
         kind=pl.lit("row"),
         rules="rules",
@@ -38,7 +41,7 @@ def validate_rows(source: Source, raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.D
         length=pl.lit(None, dtype=pl.Int64),
         sha256=pl.lit(None, dtype=pl.String),
     )
-    return source.schema.cast(good), quarantined
+    return source.schema.cast(good.drop(carry)).hstack(good.select(carry)), quarantined
 
 
 def broken_to_quarantine(broken: pl.DataFrame) -> pl.DataFrame:
