@@ -1,7 +1,8 @@
 """Audit a built release with Great Expectations before it is published (write-audit-publish).
 
 GX's DuckDB source is broken upstream (STACK.md): DuckDB computes small frames (the KPI
-tables, reconciliation sums) and GX validates them as pandas DataFrames.
+tables, reconciliation sums, audit queries over the event tables) and GX validates them as
+pandas DataFrames. Each frame is one checkpoint whose results also build the release's Data Docs.
 """
 
 from __future__ import annotations
@@ -9,113 +10,127 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 
-# Each audited frame: (name, SQL, expectations as (GX class name, kwargs)).
-KEYS = {
-    "kpi_reports": ["month", "municipality_code", "law_area"],
-    "kpi_callouts": ["month", "municipality_code", "cause", "priority"],
-    "kpi_outreach": ["month", "municipality_code", "activity"],
-    "kpi_year_summary": ["year"],
-}
-RECONCILIATION_SQL = """
-select 'reports: kpi = facts' as check_name,
-       (select count(*) from fct_reports) as expected, (select coalesce(sum(reports), 0) from kpi_reports) as actual
-union all select 'callouts: kpi = facts',
-       (select count(*) from fct_callouts), (select coalesce(sum(callouts), 0) from kpi_callouts)
-union all select 'outreach: kpi = facts',
-       (select coalesce(sum(activities), 0) from fct_outreach), (select coalesce(sum(activities), 0) from kpi_outreach)
-union all select 'responses: district = sum of municipalities',
-       (select coalesce(sum(responses), 0) from kpi_response_times where municipality_code is null and cause is null),
-       (select coalesce(sum(responses), 0) from kpi_response_times where municipality_code is not null and cause is null)
-union all select 'responses: all causes = sum of causes',
-       (select coalesce(sum(responses), 0) from kpi_response_times where municipality_code is null and cause is null),
-       (select coalesce(sum(responses), 0) from kpi_response_times where municipality_code is null and cause is not null)
-union all select 'year summary reports = kpi_reports',
-       (select coalesce(sum(reports), 0) from kpi_reports), (select coalesce(sum(reports), 0) from kpi_year_summary)
-union all select 'year summary callouts = kpi_callouts',
-       (select coalesce(sum(callouts), 0) from kpi_callouts), (select coalesce(sum(callouts), 0) from kpi_year_summary)
-union all select 'ambassadors: district <= sum of municipalities',
-       (select count(*) from kpi_safety_ambassadors d where municipality_code is null),
-       (select count(*) from kpi_safety_ambassadors d where municipality_code is null and ambassadors <=
-           (select coalesce(sum(ambassadors), 0) from kpi_safety_ambassadors m where m.year = d.year and m.municipality_code is not null))
-union all select 'row conservation: read = staged + quarantined (every file)',
-       (select count(*) from state.files where status = 'ingested'),
-       (select count(*) from state.files where status = 'ingested' and rows_read = rows_staged + rows_quarantined)
-"""
+from flows.audit_queries import (
+    CHANGE_SQL, COVERAGE_SQL, KEYS, MISSING_DAYS_SQL, RECONCILIATION_SQL, RELEASE_FACTS_SQL,
+)
 
 
 @dataclass
 class AuditResult:
     success: bool
     checks: list[dict] = field(default_factory=list)
+    flagged: list[dict] = field(default_factory=list)
+    docs: str | None = None
 
     @property
     def failures(self) -> list[dict]:
-        return [c for c in self.checks if not c["success"]]
+        return [c for c in self.checks if not c["success"] and c["blocking"]]
+
+    def summary(self) -> dict:
+        return {"success": self.success, "checks": len(self.checks), "failed": len(self.failures),
+                "failures": self.failures, "flagged": self.flagged, "docs": self.docs}
 
 
 class AuditFailed(RuntimeError):
     def __init__(self, result: AuditResult):
         self.result = result
-        lines = [f"{c['frame']}: {c['expectation']} {c['detail']}" for c in result.failures]
-        super().__init__("audit failed: " + "; ".join(lines))
+        lines = [f"{c['frame']}: {c['expectation']}({c.get('column') or ''}) {c['detail']}" for c in result.failures]
+        super().__init__("audit failed, nothing published: " + "; ".join(lines))
 
 
-def _suites(con: duckdb.DuckDBPyConnection) -> list[tuple[str, object, list]]:
+def _frames(con: duckdb.DuckDBPyConnection, has_current: bool, hard_share: float, flag_share: float) -> list:
+    """(frame name, DataFrame, expectations, blocking) for every audited frame."""
     import great_expectations as gx
 
     E = gx.expectations
     frames = []
     for table, keys in KEYS.items():
-        exps = [E.ExpectColumnValuesToNotBeNull(column=k) for k in keys]
+        exps = [E.ExpectColumnValuesToNotBeNull(column=k) for k in keys if not k.startswith("?")]
+        keys = [k.lstrip("?") for k in keys]
         exps.append(E.ExpectCompoundColumnsToBeUnique(column_list=keys) if len(keys) > 1
                     else E.ExpectColumnValuesToBeUnique(column=keys[0]))
-        frames.append((table, con.sql(f"select * from {table}").df(), exps))
-    counts = {"kpi_reports": "reports", "kpi_callouts": "callouts", "kpi_outreach": "activities"}
-    for table, column in counts.items():
-        frames[[f[0] for f in frames].index(table)][2].append(
-            E.ExpectColumnValuesToBeBetween(column=column, min_value=0))
-    frames[0][2].append(E.ExpectColumnValuesToBeInSet(
-        column="law_area", value_set=["Straffelov", "Færdselslov", "Særlov"]))
-    rt = con.sql("select * from kpi_response_times").df()
-    rt_exps = [E.ExpectColumnValuesToNotBeNull(column=c) for c in ("period_grain", "period_start", "responses")]
-    rt_exps += [E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=24 * 60)
-                for c in ("mean_min", "median_min", "p90_min", "max_min")]
-    rt_exps.append(E.ExpectColumnValuesToBeBetween(column="responses", min_value=1))
-    rt_exps.append(E.ExpectColumnValuesToBeInSet(column="period_grain", value_set=["month", "quarter", "year"]))
-    frames.append(("kpi_response_times", rt, rt_exps))
-    recon = con.sql(RECONCILIATION_SQL).df()
-    frames.append(("reconciliation", recon,
-                   [E.ExpectColumnPairValuesToBeEqual(column_A="expected", column_B="actual")]))
+        frames.append([table, con.sql(f"select * from {table}").df(), exps, True])
+    extra = {
+        "kpi_reports": [E.ExpectColumnValuesToBeBetween(column="reports", min_value=0),
+                        E.ExpectColumnValuesToBeInSet(column="law_area", value_set=["Straffelov", "Færdselslov", "Særlov"])],
+        "kpi_callouts": [E.ExpectColumnValuesToBeBetween(column="callouts", min_value=0),
+                         E.ExpectColumnValuesToBeInSet(column="priority", value_set=[1, 2, 3])],
+        "kpi_outreach": [E.ExpectColumnValuesToBeBetween(column="activities", min_value=0)],
+        "kpi_safety_ambassadors": [E.ExpectColumnValuesToBeBetween(column="ambassadors", min_value=0)],
+        "kpi_response_times": [
+            *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=24 * 60)
+              for c in ("mean_min", "median_min", "p90_min", "max_min")],
+            E.ExpectColumnValuesToBeBetween(column="responses", min_value=1),
+            E.ExpectColumnValuesToBeInSet(column="period_grain", value_set=["month", "quarter", "year"])],
+    }
+    for frame in frames:
+        frame[2] += extra.get(frame[0], [])
+    frames.append(["reconciliation", con.sql(RECONCILIATION_SQL).df(),
+                   [E.ExpectColumnPairValuesToBeEqual(column_A="expected", column_B="actual")], True])
+    frames.append(["coverage", con.sql(COVERAGE_SQL).df(),
+                   [E.ExpectColumnValuesToBeBetween(column="missing_months", min_value=0, max_value=0)], True])
+    frames.append(["release_facts", con.sql(RELEASE_FACTS_SQL).df(),
+                   [E.ExpectColumnValuesToNotBeNull(column="data_through")], True])
+    frames.append(["days_without_data", con.sql(MISSING_DAYS_SQL).df(),
+                   [E.ExpectTableRowCountToEqual(value=0)], False])
+    if has_current:
+        change = con.sql(CHANGE_SQL).df()
+        frames.append(["change_vs_current", change,
+                       [E.ExpectColumnValuesToBeBetween(column="change_share", max_value=hard_share)], True])
+        frames.append(["change_vs_current_flag", change,
+                       [E.ExpectColumnValuesToBeBetween(column="change_share", max_value=flag_share)], False])
     return frames
 
 
-def audit(con: duckdb.DuckDBPyConnection) -> AuditResult:
-    """Validate the built release; returns every check's outcome."""
+def _detail(outcome, frame) -> str:
+    if outcome.success:
+        return ""
+    result = outcome.result or {}
+    unexpected = result.get("partial_unexpected_list") or []
+    if "expected" in frame.columns:
+        unexpected = frame[frame["expected"] != frame["actual"]].to_dict("records")
+    if "observed_value" in result and not unexpected:
+        return f"(observed {result['observed_value']})"
+    return f"(unexpected: {unexpected[:5]})"
+
+
+def audit(con: duckdb.DuckDBPyConnection, docs_dir: Path | None = None, has_current: bool = False,
+          hard_share: float = 0.5, flag_share: float = 0.25) -> AuditResult:
+    """Validate the built release; blocking failures fail it, flags are recorded."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("great_expectations")]:
+        logging.getLogger(name).setLevel(logging.WARNING)  # GX sets some of its loggers to INFO itself
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
+    actions = []
+    if docs_dir:
+        context.add_data_docs_site(site_name="release", site_config={
+            "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["release"])]
     source = context.data_sources.add_pandas("release")
-    result = AuditResult(success=True)
-    for name, frame, expectations in _suites(con):
-        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all") \
-            .get_batch(batch_parameters={"dataframe": frame})
-        for expectation in expectations:
-            outcome = batch.validate(expectation)
-            detail = ""
-            if not outcome.success:
-                unexpected = outcome.result.get("partial_unexpected_list") or []
-                if name == "reconciliation":
-                    bad = frame[frame["expected"] != frame["actual"]]
-                    unexpected = bad.to_dict("records")
-                detail = f"(unexpected: {unexpected[:5]})"
-            result.checks.append({"frame": name, "expectation": expectation.expectation_type,
-                                  "column": getattr(expectation, "column", None),
-                                  "success": bool(outcome.success), "detail": detail})
-            result.success &= bool(outcome.success)
+    result = AuditResult(success=True, docs=str(docs_dir / "index.html") if docs_dir else None)
+    for name, frame, expectations, blocking in _frames(con, has_current, hard_share, flag_share):
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"audit_{name}", validation_definitions=[definition], actions=actions, result_format="SUMMARY"))
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
+        for validation in run.run_results.values():
+            for outcome in validation.results:
+                config = outcome.expectation_config
+                check = {"frame": name, "expectation": config.type, "column": config.kwargs.get("column"),
+                         "success": bool(outcome.success), "blocking": blocking, "detail": _detail(outcome, frame)}
+                result.checks.append(check)
+                if not outcome.success and blocking:
+                    result.success = False
+                elif not outcome.success:
+                    result.flagged.append(check)
     return result

@@ -81,8 +81,10 @@ def refresh(
         started = time.monotonic()
         try:
             result = refresh_flow(str(landing), str(state), str(warehouse), full_refresh)
-        except (ThresholdExceeded, AuditFailed) as exc:
+        except ThresholdExceeded as exc:
             fail(str(exc), EXIT_DATA_QUALITY)
+        except AuditFailed as exc:
+            fail(f"{exc} (Data Docs: {exc.result.docs})", EXIT_DATA_QUALITY)
         except StateBusy as exc:
             fail(str(exc), EXIT_BUSY)
     print_run_summary(result)
@@ -190,19 +192,104 @@ def quarantine(
 
 
 @app.command()
-def releases(warehouse: Warehouse = Path("warehouse")) -> None:
-    """List published releases; * marks the current one."""
+def releases(
+    warehouse: Warehouse = Path("warehouse"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest entries as JSON.")] = False,
+) -> None:
+    """List published releases, oldest first; * marks the current one."""
+    import json
+
     from flows.publish import load_manifest
 
     manifest = load_manifest(warehouse)
-    t = Table(title=f"Releases in {warehouse}")
-    for c in ("", "release", "data through", "code", "audit", "sha256"):
-        t.add_column(c)
+    if as_json:
+        print(json.dumps(manifest, indent=2, ensure_ascii=False))
+        return
+    if not manifest["releases"]:
+        console.print(f"no releases in {warehouse}: run `politikpi refresh`")
     for r in manifest["releases"]:
-        t.add_row("*" if r["release_id"] == manifest["current"] else "", r["release_id"],
-                  str(r.get("data_through")), r.get("code_version", ""),
-                  "passed" if r.get("validation_summary", {}).get("success") else "?", r["sha256"][:12])
+        mark = "*" if r["release_id"] == manifest["current"] else " "
+        audit = r.get("validation_summary", {})
+        console.print(f"{mark} {r['release_id']}  data through {r.get('data_through')}  code {r.get('code_version')}  "
+                      f"audit {audit.get('checks', '?')} checks, {audit.get('failed', '?')} failed, "
+                      f"{len(audit.get('flagged', []))} flagged  sha256 {r['sha256'][:12]}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def rollback(
+    release: Annotated[str, typer.Argument(help="Release id to make current (see `politikpi releases`).")],
+    warehouse: Warehouse = Path("warehouse"),
+) -> None:
+    """Make an earlier release current again (atomic swap of the stable path)."""
+    from flows.releases import ReleaseError, rollback as do_rollback
+    from flows.state import StateBusy
+
+    try:
+        entry = do_rollback(warehouse, release)
+    except ReleaseError as exc:
+        fail(str(exc))
+    except StateBusy as exc:
+        fail(str(exc), EXIT_BUSY)
+    console.print(f"[bold green]OK[/]: {warehouse / 'politikpi.duckdb'} is release {entry['release_id']} "
+                  f"(data through {entry.get('data_through')})", soft_wrap=True)
+
+
+@app.command()
+def verify(warehouse: Warehouse = Path("warehouse")) -> None:
+    """Check every release file against its checksum in the manifest, and the stable path.
+
+    First repairs what an interrupted publish can leave: a stable path behind the manifest."""
+    from flows.releases import recover, verify as do_verify, warehouse_lock
+    from flows.state import StateBusy
+
+    try:
+        with warehouse_lock(warehouse):
+            if recover(warehouse):
+                console.print("repaired: an interrupted publish (unlisted release file or stale stable path)")
+    except StateBusy as exc:
+        fail(str(exc), EXIT_BUSY)
+    problems = do_verify(warehouse)
+    for problem in problems:
+        err.print(f"[red]problem[/]: {problem}")
+    if problems:
+        fail(f"{len(problems)} problem(s) in {warehouse}")
+    console.print(f"[bold green]OK[/]: every release in {warehouse / 'manifest.json'} matches its checksum",
+                  soft_wrap=True)
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="Older release id.")],
+    b: Annotated[str, typer.Argument(help="Newer release id.")],
+    warehouse: Warehouse = Path("warehouse"),
+    limit: Annotated[int, typer.Option(help="Example rows per table.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole diff as JSON.")] = False,
+) -> None:
+    """Which KPI values changed between two releases, and whether inputs or code changed."""
+    import json
+
+    from flows.releases import ReleaseError, diff as do_diff
+
+    try:
+        result = do_diff(warehouse, a, b, limit)
+    except ReleaseError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(result, indent=2, default=str, ensure_ascii=False))
+        return
+    console.print(f"code changed: {result['code_changed']} ({' -> '.join(result['code_versions'])})")
+    for kind in ("inputs_added", "inputs_removed", "inputs_changed"):
+        items = result[kind]
+        console.print(f"{kind.replace('_', ' ')}: {len(items)}" + (f" ({', '.join(items[:5])}…)" if items else ""))
+    t = Table(title=f"KPI rows {a} -> {b}")
+    for c in ("table", "added", "removed", "changed"):
+        t.add_column(c)
+    for table, d in result["tables"].items():
+        t.add_row(table, str(d["added"]), str(d["removed"]), str(d["changed"]))
     console.print(t)
+    for table, d in result["tables"].items():
+        for ex in d["examples"]:
+            console.print(f"  {table} {ex['change']} {ex['key']}: {ex['values']}", soft_wrap=True)
 
 
 def main() -> None:

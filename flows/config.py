@@ -28,7 +28,9 @@ class Settings:
     keep_releases: int = field(default_factory=lambda: _env_int("POLITIKPI_KEEP_RELEASES", 10))
     storage_version: str = field(
         default_factory=lambda: os.environ.get("POLITIKPI_STORAGE_VERSION", "v1.1.0"))
+    # Audit's change check on closed months: flagged above change_share, blocking above the hard share.
     change_share: float = field(default_factory=lambda: _env_float("POLITIKPI_CHANGE_SHARE", 0.25))
+    change_hard_share: float = field(default_factory=lambda: _env_float("POLITIKPI_CHANGE_HARD_SHARE", 0.5))
 
     def resolved(self) -> Settings:
         return Settings(
@@ -36,6 +38,7 @@ class Settings:
             warehouse=self.warehouse.resolve(), max_quarantine_share=self.max_quarantine_share,
             min_rows_for_threshold=self.min_rows_for_threshold, keep_releases=self.keep_releases,
             storage_version=self.storage_version, change_share=self.change_share,
+            change_hard_share=self.change_hard_share,
         )
 
 

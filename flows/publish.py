@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -117,21 +118,36 @@ def point_stable_at(warehouse: Path, release_file: Path) -> None:
 
 
 def publish(build_file: Path, warehouse: Path, entry: dict, keep: int) -> dict:
-    """Move the built file into releases/ (read-only), record it, make it current."""
+    """Move the built file into releases/ (read-only), record it as current, swap the stable path.
+
+    Order matters for crashes: (1) the file lands under releases/ (an orphan until listed),
+    (2) the manifest lists it as current, (3) the stable path is re-pointed. A crash between
+    (2) and (3) leaves the stable path on the previous complete release; `recover` (run by
+    every refresh, rollback and verify) re-points it."""
+    from flows.faults import hit
+
     releases = warehouse / "releases"
     releases.mkdir(parents=True, exist_ok=True)
     target = releases / f"{entry['release_id']}.duckdb"
     os.chmod(build_file, 0o444)
+    hit("publish:before_move")
     os.replace(build_file, target)
+    hit("publish:after_move")
     entry = {**entry, "file": f"releases/{target.name}", "sha256": file_sha256(target)}
     manifest = load_manifest(warehouse)
     manifest["releases"] = [r for r in manifest["releases"] if r["release_id"] != entry["release_id"]]
     manifest["releases"].append(entry)
-    point_stable_at(warehouse, target)
     manifest["current"] = entry["release_id"]
-    _write_atomic(warehouse / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+    write_manifest(warehouse, manifest)
+    hit("publish:after_manifest")
+    point_stable_at(warehouse, target)
+    hit("publish:after_swap")
     prune(warehouse, keep)
     return entry
+
+
+def write_manifest(warehouse: Path, manifest: dict) -> None:
+    _write_atomic(warehouse / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
 def prune(warehouse: Path, keep: int) -> list[str]:
@@ -141,7 +157,12 @@ def prune(warehouse: Path, keep: int) -> list[str]:
     keep_ids = {r["release_id"] for r in ordered[-max(keep, 1):]} | {manifest["current"]}
     removed = [r for r in ordered if r["release_id"] not in keep_ids]
     manifest["releases"] = [r for r in ordered if r["release_id"] in keep_ids]
-    _write_atomic(warehouse / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
+    write_manifest(warehouse, manifest)
     for r in removed:
         (warehouse / r["file"]).unlink(missing_ok=True)
+        shutil.rmtree(warehouse / "docs" / r["release_id"], ignore_errors=True)
+    listed = {Path(r["file"]).name for r in manifest["releases"]}
+    for orphan in (warehouse / "releases").glob("*.duckdb"):
+        if orphan.name not in listed:  # moved in by a publish that crashed before listing it
+            orphan.unlink(missing_ok=True)
     return [r["release_id"] for r in removed]

@@ -6,6 +6,7 @@ Reads like a table of contents; the work lives in the modules each task calls.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from pathlib import Path
 
@@ -16,8 +17,10 @@ prefect_defaults()
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
-from flows import extract, publish, state, transform  # noqa: E402
+from flows import extract, faults, publish, state, transform  # noqa: E402
 from flows.audit import AuditFailed, audit  # noqa: E402
+from flows.audit_queries import RELEASE_FACTS_SQL  # noqa: E402
+from flows.releases import recover, warehouse_lock  # noqa: E402
 from flows.config import Settings  # noqa: E402
 from flows.sources import SOURCES  # noqa: E402
 
@@ -99,40 +102,60 @@ def load_state(results: list[extract.FileResult], state_dir: Path, workdir: Path
 def build_and_publish(settings: Settings, run_id: str, quarantine_summary: dict) -> dict:
     """Build a new release file from the state, audit it, and publish it if it passes."""
     logger = get_run_logger()
-    building = settings.warehouse / ".building"
-    building.mkdir(parents=True, exist_ok=True)
-    path = building / f"{run_id}.duckdb"
-    con, published = transform.build_release(settings.state, path, settings.storage_version)
-    try:
-        result = audit(con)
-        if not result.success:
-            raise AuditFailed(result)
-        inputs = dict(con.execute("select identity, sha256 from state.files "
-                                  "where status = 'ingested' order by identity").fetchall())
-        rejected = dict(con.execute("select identity, reason from state.files "
-                                    "where status = 'rejected' order by identity").fetchall())
-        counts = {t: con.execute(f'select count(*) from "{t}"').fetchone()[0] for t in published}
-        data_through = con.execute("""
-            select least((select max(reported_local)::date from fct_reports),
-                         (select max(received_local)::date from fct_callouts),
-                         (select max(activity_date) from fct_outreach))""").fetchone()[0]
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        code = publish.code_version()
-        meta = {
-            "release_id": publish.new_release_id(inputs, code, now), "created_at": now,
-            "data_through": data_through, "code_version": code, "flow_run_id": run_id,
-            "input_files": inputs, "row_counts": counts,
-            "validation_summary": {"success": True, "checks": len(result.checks),
-                                   "failed": len(result.failures)},
-            "quarantine_summary": {**quarantine_summary, "rejected_files": rejected},
-        }
-        publish.write_release_table(con, meta)
-    finally:
-        publish.close_build(con)
-    entry = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in meta.items()}
-    entry = publish.publish(path, settings.warehouse, entry, settings.keep_releases)
+    with warehouse_lock(settings.warehouse):
+        if recover(settings.warehouse):
+            logger.warning("stable path re-pointed at the manifest's current release (an earlier crash)")
+        building = settings.warehouse / ".building"
+        shutil.rmtree(building, ignore_errors=True)  # leftovers of a crashed run are never published
+        building.mkdir(parents=True)
+        path = building / f"{run_id}.duckdb"
+        con, published = transform.build_release(settings.state, path, settings.storage_version)
+        faults.hit("transform:done")
+        try:
+            stable = settings.warehouse / publish.STABLE
+            if stable.exists():
+                con.execute(f"attach {transform.quote_path(stable)} as current (read_only)")
+            docs = building / "docs"
+            result = audit(con, docs, stable.exists(), settings.change_hard_share, settings.change_share)
+            if not result.success:
+                failed_docs = settings.state / "audits" / run_id
+                shutil.copytree(docs, failed_docs, dirs_exist_ok=True)
+                result.docs = str(failed_docs / "index.html")
+                raise AuditFailed(result)
+            faults.hit("audit:done")
+            meta = release_metadata(con, published, run_id, result, quarantine_summary)
+            publish.write_release_table(con, meta)
+        finally:
+            publish.close_build(con)
+        entry = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in meta.items()}
+        release_docs = settings.warehouse / "docs" / entry["release_id"]
+        shutil.rmtree(release_docs, ignore_errors=True)
+        os.makedirs(release_docs.parent, exist_ok=True)
+        os.replace(docs, release_docs)
+        entry["validation_summary"]["docs"] = str(release_docs / "index.html")
+        entry = publish.publish(path, settings.warehouse, entry, settings.keep_releases)
     logger.info("published release %s", entry["release_id"])
     return entry
+
+
+def release_metadata(con, published: list[str], run_id: str, result, quarantine_summary: dict) -> dict:
+    """What goes into `_release` and the manifest entry."""
+    inputs = dict(con.execute("select identity, sha256 from state.files "
+                              "where status = 'ingested' order by identity").fetchall())
+    rejected = dict(con.execute("select identity, reason from state.files "
+                                "where status = 'rejected' order by identity").fetchall())
+    counts = {t: con.execute(f'select count(*) from "{t}"').fetchone()[0] for t in published}
+    data_through = con.execute(RELEASE_FACTS_SQL).fetchone()[0]
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    code = publish.code_version()
+    summary = result.summary()
+    summary["docs"] = None
+    return {
+        "release_id": publish.new_release_id(inputs, code, now), "created_at": now,
+        "data_through": data_through, "code_version": code, "flow_run_id": run_id,
+        "input_files": inputs, "row_counts": counts, "validation_summary": summary,
+        "quarantine_summary": {**quarantine_summary, "rejected_files": rejected},
+    }
 
 
 @flow(name="refresh")

@@ -51,16 +51,16 @@ class StateBusy(RuntimeError):
 
 
 @contextmanager
-def state_lock(state: Path):
-    """One writer at a time: an exclusive, non-blocking lock on state/.lock."""
+def state_lock(state: Path, name: str = ".lock"):
+    """One writer at a time: an exclusive, non-blocking lock on a file in the folder."""
     state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(state / name, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise StateBusy(f"another refresh holds {state / '.lock'} (pid {holder}); "
+            raise StateBusy(f"another politikpi process holds {state / name} (pid {holder}); "
                             "wait for it to finish") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

@@ -24,6 +24,23 @@ def prefect_server():
 
 
 @pytest.fixture(scope="session")
+def prefect_env(prefect_server) -> dict:
+    """Environment for subprocesses: they use the session's Prefect server, not a temporary one."""
+    from prefect.settings import get_current_settings
+
+    return dict(os.environ, PREFECT_API_URL=str(get_current_settings().api.url))
+
+
+def cli(*args: str, env: dict | None = None, timeout: int = 300):
+    """Run `politikpi` in a real process."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "flows", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
 def small_landing(tmp_path_factory) -> Path:
     """Two weeks of the 2019 sample (every format and kind of dirt), written once."""
     from flows.sample import SampleSpec, write_sample

@@ -1,0 +1,176 @@
+"""Publishing with real processes: readers during a swap, crashes, rollback, retention, audit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.publish import load_manifest
+from tests.conftest import cli
+
+pytestmark = pytest.mark.slow
+READER = r"""
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print(con.execute("select release_id from _release").fetchone()[0], flush=True)
+sys.stdin.readline()
+print(con.execute("select release_id from _release").fetchone()[0],
+      con.execute("select count(*) from kpi_reports").fetchone()[0] > 0, flush=True)
+con.close()  # DuckDB shares one instance per path in a process: close it to see the new release
+print(duckdb.connect(sys.argv[1], read_only=True).execute("select release_id from _release").fetchone()[0], flush=True)
+"""
+
+
+def env_for(root: Path, prefect_env: dict) -> dict:
+    return dict(prefect_env, POLITIKPI_LANDING=str(root / "landing"), POLITIKPI_STATE=str(root / "state"),
+                POLITIKPI_WAREHOUSE=str(root / "warehouse"))
+
+
+@pytest.fixture(scope="module")
+def published_once(tmp_path_factory, small_landing, prefect_env) -> Path:
+    """One refresh through the CLI; tests get a copy of its folders."""
+    root = tmp_path_factory.mktemp("published")
+    shutil.copytree(small_landing, root / "landing")
+    out = cli("refresh", env=env_for(root, prefect_env))
+    assert out.returncode == 0, out.stderr
+    return root
+
+
+@pytest.fixture()
+def wh(tmp_path, published_once, prefect_env):
+    """A landing copy, state and a warehouse with one published release (hard links kept)."""
+    for folder in ("landing", "state", "warehouse"):
+        subprocess.run(["cp", "-a", str(published_once / folder), str(tmp_path / folder)], check=True)
+    return tmp_path, env_for(tmp_path, prefect_env)
+
+
+def current_id(warehouse: Path) -> str:
+    with duckdb.connect(str(warehouse / "politikpi.duckdb"), read_only=True) as con:
+        return con.execute("select release_id from _release").fetchone()[0]
+
+
+def kpis(warehouse: Path) -> dict:
+    with duckdb.connect(str(warehouse / "politikpi.duckdb"), read_only=True) as con:
+        return {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr)
+                for t in ("kpi_reports", "kpi_callouts", "kpi_response_times", "kpi_outreach", "kpi_year_summary")}
+
+
+def test_reader_keeps_old_release_while_a_new_one_is_published(wh):
+    root, env = wh
+    stable = root / "warehouse" / "politikpi.duckdb"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(stable)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    old = reader.stdout.readline().strip()
+    out = cli("refresh", env=env)
+    assert out.returncode == 0, out.stderr
+    stdout, stderr = reader.communicate("go\n", timeout=60)
+    again, new_connection = stdout.split("\n")[:2]
+    assert reader.returncode == 0, stderr
+    assert again == f"{old} True"  # the open connection still reads the old, complete release
+    assert new_connection == current_id(root / "warehouse") != old
+
+
+@pytest.mark.parametrize("point", ["before_move", "after_move", "after_manifest", "after_swap"])
+def test_refresh_killed_while_publishing_leaves_a_complete_release(wh, point):
+    root, env = wh
+    warehouse = root / "warehouse"
+    before = kpis(warehouse)
+    (root / "landing" / "reports" / "2019-01-03.csv.gz").unlink()  # nothing changes in KPIs: file keeps rows
+    out = cli("refresh", env=dict(env, POLITIKPI_FAULT=f"publish:{point}:kill"))
+    assert out.returncode == -9
+    manifest = load_manifest(warehouse)
+    assert current_id(warehouse) in {r["release_id"] for r in manifest["releases"]}
+    assert kpis(warehouse) == before
+    verified = cli("verify", env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert current_id(warehouse) == load_manifest(warehouse)["current"]
+    assert cli("refresh", env=env).returncode == 0
+    assert kpis(warehouse) == before
+
+
+def test_rollback_retention_and_release_listing(wh):
+    root, env = wh
+    warehouse = root / "warehouse"
+    env = dict(env, POLITIKPI_KEEP_RELEASES="2")
+    for _ in range(2):
+        assert cli("refresh", env=env).returncode == 0
+    manifest = load_manifest(warehouse)
+    ids = [r["release_id"] for r in manifest["releases"]]
+    assert len(ids) == 2 and len(list((warehouse / "releases").glob("*.duckdb"))) == 2
+    assert all(stat.S_IMODE(os.stat(warehouse / r["file"]).st_mode) == 0o444 for r in manifest["releases"])
+    out = cli("rollback", ids[0], env=env)
+    assert out.returncode == 0, out.stderr
+    assert current_id(warehouse) == ids[0] == load_manifest(warehouse)["current"]
+    listing = cli("releases", env=env).stdout
+    assert f"* {ids[0]}" in listing and f"  {ids[1]}" in listing
+    assert cli("refresh", env=dict(env, POLITIKPI_KEEP_RELEASES="1")).returncode == 0
+    assert len(load_manifest(warehouse)["releases"]) == 1  # the current one is always kept
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "x'; drop table t; --", "20191231T020000Z-0123456789ab"])
+def test_rollback_refuses_what_is_not_a_listed_release(wh, bad):
+    root, env = wh
+    before = current_id(root / "warehouse")
+    out = cli("rollback", bad, env=env)
+    assert out.returncode == 1 and ("not a release id" in out.stderr or "not in" in out.stderr)
+    assert current_id(root / "warehouse") == before
+
+
+def test_audit_failure_blocks_publishing_and_names_the_expectation(wh):
+    root, env = wh
+    before = current_id(root / "warehouse")
+    header = (root / "landing" / "reports" / "2019-01-05.csv").read_text(encoding="utf-8").split("\n")[0]
+    (root / "landing" / "reports" / "2019-03-05.csv").write_text(
+        header + "\n4100-77777-00001-19;05-03-2019 10:00:00;;370;Særlov;Knivloven;05-03-2019 10:00:00;;\n",
+        encoding="utf-8")
+    out = cli("refresh", env=env)
+    assert out.returncode == 2
+    assert "coverage" in out.stderr and "missing_months" in out.stderr and "Data Docs" in out.stderr
+    assert current_id(root / "warehouse") == before
+
+
+def test_diff_shows_restated_history_and_changed_inputs(wh):
+    root, env = wh
+    a = current_id(root / "warehouse")
+    path = root / "landing" / "reports" / "2019-01-05.csv"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    path.write_text("\n".join(lines[:100]) + "\n", encoding="utf-8")  # a re-delivery with fewer reports
+    assert cli("refresh", env=env).returncode == 0
+    b = current_id(root / "warehouse")
+    out = cli("diff", a, b, "--json", env=env)
+    result = json.loads(out.stdout)
+    assert result["inputs_changed"] == ["reports/2019-01-05.csv"] and not result["code_changed"]
+    assert result["tables"]["kpi_reports"]["changed"] > 0
+    assert result["tables"]["kpi_callouts"] == {"added": 0, "removed": 0, "changed": 0, "examples": []}
+
+
+def test_oldest_duckdb_command_line_opens_a_release(wh, tmp_path):
+    root, _ = wh
+    shipped = Path(sys.prefix) / "bin" / "duckdb"
+    if not shipped.exists():
+        pytest.skip("duckdb-cli (dev extra) is not installed")
+    binary = tmp_path / "duckdb-1.4"
+    shutil.copy(shipped, binary)  # the wheel installs it without the executable bit
+    binary.chmod(0o755)
+    assert subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.startswith("v1.4")
+    out = subprocess.run([binary, "-readonly", "-csv", str(root / "warehouse" / "politikpi.duckdb"),
+                          "select count(*) > 0 from kpi_reports"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("true")
+
+
+def test_second_refresh_refuses_while_the_state_is_locked(wh):
+    from flows.state import state_lock
+
+    root, env = wh
+    with state_lock(root / "state"):
+        out = cli("refresh", env=env)
+    assert out.returncode == 3 and "another politikpi process holds" in out.stderr
