@@ -65,6 +65,7 @@ def refresh(
     state: State = Path("data/state"),
     warehouse: Warehouse = Path("warehouse"),
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild the state from the archive of every file ever ingested.")] = False,
+    reingest: Annotated[str | None, typer.Option(help="Re-validate archived files whose identity matches a glob, e.g. 'reports/2019-03-*' (after a rule change).")] = None,
 ) -> None:
     """Run the refresh flow once: extract, validate, transform, audit, publish.
 
@@ -80,7 +81,7 @@ def refresh(
 
         started = time.monotonic()
         try:
-            result = refresh_flow(str(landing), str(state), str(warehouse), full_refresh)
+            result = refresh_flow(str(landing), str(state), str(warehouse), full_refresh, reingest)
         except ThresholdExceeded as exc:
             fail(str(exc), EXIT_DATA_QUALITY)
         except AuditFailed as exc:

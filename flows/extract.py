@@ -91,6 +91,7 @@ def _base(lf: LandingFile, sha256: str) -> dict:
 def process_files(files: list[LandingFile], landing: Path, state_dir: Path, workdir: Path,
                   hashes: dict[str, str]) -> list[FileResult]:
     """Read and archive each landing file of one source, then validate them in batches."""
+    workdir.mkdir(parents=True, exist_ok=True)
     results: list[FileResult] = []
     batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]] = []
     for lf in files:
@@ -150,6 +151,54 @@ def validate_batch(batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]], wo
                                   rows_read=len(rows) + len(broken), rows_staged=len(mine_staged),
                                   rows_quarantined=len(mine_q)))
     return results
+
+
+def changed_files(landing: Path, state_dir: Path) -> tuple[list[LandingFile], list, dict[str, str]]:
+    """Landing files whose content the state does not hold yet, their hashes, and refused paths."""
+    files, refused = scan_landing(landing)
+    with state.connect(state_dir) as con:
+        known = {r[0]: r[1:] for r in con.execute(
+            "select identity, sha256, size_bytes, mtime_ns, landing_path from files").fetchall()}
+    todo, hashes = [], {}
+    for lf in files:
+        prior = known.get(lf.identity)
+        if prior and prior[1:] == (lf.size_bytes, lf.mtime_ns, lf.path):
+            continue  # same path, size and mtime as when ingested: unchanged, no need to re-hash
+        sha = readers.file_sha256(landing / lf.path)
+        if prior and prior[0] == sha:
+            continue
+        todo.append(lf)
+        hashes[lf.identity] = sha
+    return todo, refused, hashes
+
+
+def archived_entries(state_dir: Path, pattern: str | None) -> dict[str, list[dict]]:
+    """Registry entries of ingested files (all, or those whose identity matches a glob), per source."""
+    import fnmatch
+
+    with state.connect(state_dir) as con:
+        cols = [d[0] for d in con.execute("select * from files limit 0").description]
+        entries = [dict(zip(cols, row, strict=True)) for row in con.execute(
+            "select * from files where status = 'ingested' order by identity").fetchall()]
+    out: dict[str, list[dict]] = {}
+    for entry in entries:
+        if pattern is None or fnmatch.fnmatch(entry["identity"], pattern):
+            out.setdefault(entry["source"], []).append(
+                {k: v for k, v in entry.items() if k not in ("ingested_at",)})
+    return out
+
+
+def load_results(con, results: list[FileResult], workdir: Path, run_id: str, reset: list[str]) -> int:
+    """Apply outcomes in order, skipping files the state already holds in this version (a resumed
+    run); files being rebuilt (reset) are always re-applied. Returns how many were applied."""
+    held = {r[0]: r[1] for r in con.execute("select identity, sha256 from files").fetchall()}
+    applied = 0
+    for result in results:
+        if result.identity not in reset and held.get(result.identity) == result.sha256:
+            continue
+        load_file(con, result, run_id, workdir)
+        applied += 1
+    return applied
 
 
 def load_file(con, result: FileResult, run_id: str, workdir: Path) -> None:

@@ -131,7 +131,8 @@ def publish(build_file: Path, warehouse: Path, entry: dict, keep: int) -> dict:
     target = releases / f"{entry['release_id']}.duckdb"
     os.chmod(build_file, 0o444)
     hit("publish:before_move")
-    os.replace(build_file, target)
+    if not target.exists():  # a hard link: the build stays where it is for a resumed run's cache
+        os.link(build_file, target)
     hit("publish:after_move")
     entry = {**entry, "file": f"releases/{target.name}", "sha256": file_sha256(target)}
     manifest = load_manifest(warehouse)

@@ -1,0 +1,210 @@
+"""What the refresh flow's tasks do, as plain functions: cache keys, transform, audit, publish,
+clean-up, failure notice and run artifacts. flows/refresh.py wraps them in Prefect tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+
+from flows import extract, publish, releases
+from flows import transform as transform_mod
+from flows.audit import AuditFailed
+from flows.audit import audit as run_audit
+from flows.audit_queries import RELEASE_FACTS_SQL
+from flows.config import Settings
+from flows.reference import reference_dir
+from flows.sources import SOURCES
+from flows.state import connect as state_connect
+
+CACHE_DAYS = int(os.environ.get("POLITIKPI_CACHE_DAYS", 7))
+CACHE = {"persist_result": True, "cache_expiration": dt.timedelta(days=CACHE_DAYS)}
+
+
+class ThresholdExceeded(RuntimeError):
+    """Too many quarantined rows in this run's new files: nothing is loaded or published."""
+
+
+def _hash(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()
+
+
+def file_results_key(kind: str, source: str, items: list, settings: Settings) -> str:
+    """Cache key of one source's extraction: its files' hashes, the code, the state folder."""
+    return _hash(kind, source, items, publish.code_version(), str(settings.state))
+
+
+def state_key(settings: Settings) -> str:
+    """The state's version: every file held (identity, hash, status), code, format, reference data."""
+    with state_connect(settings.state, read_only=True) as con:
+        files = con.execute("select identity, sha256, status from files order by identity").fetchall()
+    reference = [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(reference_dir().glob("*.csv"))]
+    return _hash(files, publish.code_version(), settings.storage_version, reference, str(settings.state))
+
+
+def work_done(workdir: Path, key: str) -> bool:
+    return (workdir / f"{key}.done").exists()
+
+
+def mark_work_done(workdir: Path, key: str) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / f"{key}.done").touch()
+
+
+def threshold_summary(results: list[extract.FileResult], settings: Settings) -> dict:
+    summary = {}
+    for name in SOURCES:
+        mine = [r for r in results if r.source == name and r.status == "ingested"]
+        read = sum(r.rows_read for r in mine)
+        bad = sum(r.rows_quarantined for r in mine)
+        share = bad / read if read else 0.0
+        summary[name] = {"files": len(mine), "read": read, "quarantined": bad,
+                         "staged": sum(r.rows_staged for r in mine), "share": round(share, 6)}
+        if read >= settings.min_rows_for_threshold and share > settings.max_quarantine_share:
+            raise ThresholdExceeded(
+                f"{name}: {bad:,} of {read:,} rows quarantined ({share:.2%}) exceeds "
+                f"{settings.max_quarantine_share:.0%}; nothing loaded or published. "
+                f"See `politikpi quarantine --source {name}` after fixing, or raise POLITIKPI_MAX_QUARANTINE_SHARE.")
+    return summary
+
+
+def build_path(settings: Settings, key: str) -> Path:
+    return settings.warehouse / ".building" / f"{key[:16]}.duckdb"
+
+
+STATE_TOTALS_SQL = """
+select source, count(*) filter (where status = 'ingested') as files,
+       coalesce(sum(rows_read), 0) as read, coalesce(sum(rows_staged), 0) as staged,
+       coalesce(sum(rows_quarantined), 0) as quarantined,
+       count(*) filter (where status = 'rejected') as rejected_files
+from state.files group by source order by source
+"""
+
+
+def transform_build(settings: Settings, key: str) -> dict:
+    """Build the release file for this state version and write its `_release` row."""
+    path = build_path(settings, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con, published = transform_mod.build_release(settings.state, path, settings.storage_version)
+    try:
+        inputs = dict(con.execute("select identity, sha256 from state.files where status = 'ingested' "
+                                  "order by identity").fetchall())
+        rejected = dict(con.execute("select identity, reason from state.files where status = 'rejected' "
+                                    "order by identity").fetchall())
+        totals = {r[0]: dict(zip(("files", "read", "staged", "quarantined", "rejected_files"), r[1:], strict=True))
+                  for r in con.execute(STATE_TOTALS_SQL).fetchall()}
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        meta = {
+            "release_id": f"{now:%Y%m%dT%H%M%SZ}-{key[:12]}", "created_at": now,
+            "data_through": con.execute(RELEASE_FACTS_SQL).fetchone()[0], "code_version": publish.code_version(),
+            "flow_run_id": _run_id(), "input_files": inputs,
+            "row_counts": {t: con.execute(f'select count(*) from "{t}"').fetchone()[0] for t in published},
+            "validation_summary": {"pending": True},
+            "quarantine_summary": {"sources": totals, "rejected_files": rejected},
+        }
+        publish.write_release_table(con, meta)
+    finally:
+        publish.close_build(con)
+    meta = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in meta.items()}
+    return {"path": str(path), "published": published, "meta": meta, "docs": str(path.with_suffix(".docs"))}
+
+
+def _run_id() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.get_id() or "local")
+
+
+def audit_build(settings: Settings, built: dict) -> dict:
+    """Audit the build; record the outcome in its `_release` row unless it is already published."""
+    path, docs = Path(built["path"]), Path(built["docs"])
+    already_published = path.stat().st_nlink > 1  # hard-linked under releases/: immutable now
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach {transform_mod.quote_path(path)} as release {'(read_only)' if already_published else ''}")
+        con.execute("use release")
+        con.execute(f"attach {transform_mod.quote_path(settings.state / 'state.duckdb')} as state (read_only)")
+        stable = settings.warehouse / publish.STABLE
+        has_current = stable.exists() and not os.path.samefile(stable, path)
+        if has_current:
+            con.execute(f"attach {transform_mod.quote_path(stable)} as current (read_only)")
+        shutil.rmtree(docs, ignore_errors=True)
+        result = run_audit(con, docs, has_current, settings.change_hard_share, settings.change_share)
+        summary = result.summary()
+        if not result.success:
+            kept = settings.state / "audits" / path.stem
+            shutil.copytree(docs, kept, dirs_exist_ok=True)
+            result.docs = str(kept / "index.html")
+            raise AuditFailed(result)
+        if not already_published:
+            con.execute("update _release set validation_summary = ?", [json.dumps(summary, default=str)])
+            con.execute("checkpoint release")
+    finally:
+        con.close()
+    return summary
+
+
+def publish_build(settings: Settings, built: dict, audited: dict) -> dict:
+    """Publish the audited build (idempotent: an already-current release is left as it is)."""
+    with releases.warehouse_lock(settings.warehouse):
+        releases.recover(settings.warehouse)
+        entry = {**built["meta"], "validation_summary": audited}
+        manifest = publish.load_manifest(settings.warehouse)
+        listed = {r["release_id"]: r for r in manifest["releases"]}
+        if manifest["current"] == entry["release_id"]:
+            return listed[entry["release_id"]]
+        docs = settings.warehouse / "docs" / entry["release_id"]
+        if not docs.exists():
+            shutil.copytree(built["docs"], docs)
+        entry["validation_summary"] = {**audited, "docs": str(docs / "index.html")}
+        return publish.publish(Path(built["path"]), settings.warehouse, entry, settings.keep_releases)
+
+
+def cleanup(settings: Settings, key: str) -> None:
+    """After a successful run: staged work is loaded, older builds are superseded, old cache
+    entries (results persisted by Prefect) past POLITIKPI_CACHE_DAYS are deleted."""
+    shutil.rmtree(settings.state / "work", ignore_errors=True)
+    keep = build_path(settings, key)
+    for item in (settings.warehouse / ".building").glob("*"):
+        if item.stem != keep.stem:
+            shutil.rmtree(item) if item.is_dir() else item.unlink(missing_ok=True)
+    cutoff = time.time() - CACHE_DAYS * 86400
+    from prefect.settings import get_current_settings
+
+    storage = Path(get_current_settings().results.local_storage_path)
+    for folder in (storage, settings.state / "audits"):
+        if folder.exists():
+            for item in folder.iterdir():
+                if item.stat().st_mtime < cutoff:
+                    shutil.rmtree(item) if item.is_dir() else item.unlink(missing_ok=True)
+
+
+def notify_failure(flow, flow_run, state) -> None:
+    """Flow-level hook: a failed or crashed run is logged and appended to <state>/failures.jsonl."""
+    from prefect.logging import get_logger
+
+    message = str(state.message or state.name)[:500]
+    get_logger("politikpi").error("refresh flow run %s %s: %s", flow_run.id, state.name, message)
+    folder = Path(flow_run.parameters.get("state_dir", "data/state"))
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "failures.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(), "flow_run_id": str(flow_run.id),
+                             "state": state.name, "message": message}) + "\n")
+
+
+def run_artifacts(outcome: dict, settings: Settings) -> None:
+    """Markdown summary and a table of quarantine reasons, published as Prefect artifacts."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from flows.artifacts import quarantine_table, summary_markdown
+
+    create_markdown_artifact(markdown=summary_markdown(outcome, settings), key="refresh-summary",
+                             description="politikpi refresh: headline KPIs, changes, rows, audit, release")
+    create_table_artifact(table=quarantine_table(settings), key="quarantine-reasons",
+                          description="Quarantined rows per source and rule (no personal data)")
