@@ -7,7 +7,7 @@ LANDING ?= $(or $(POLITIKPI_LANDING),data/landing)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,3 +36,7 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) data warehouse/releases warehouse/*.duckdb warehouse/manifest.json
+
+## make serve: a Prefect server on 127.0.0.1 and the nightly deployment (02:00 Europe/Copenhagen)
+serve: venv
+	$(BIN)/politikpi serve

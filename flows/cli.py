@@ -293,6 +293,46 @@ def diff(
             console.print(f"  {table} {ex['change']} {ex['key']}: {ex['values']}", soft_wrap=True)
 
 
+@app.command()
+def serve(
+    landing: Landing = Path("data/landing"),
+    state: State = Path("data/state"),
+    warehouse: Warehouse = Path("warehouse"),
+    cron: Annotated[str, typer.Option(envvar="POLITIKPI_CRON", help="When the nightly refresh runs.")] = "0 2 * * *",
+    timezone: Annotated[str, typer.Option(envvar="POLITIKPI_TIMEZONE", help="Time zone of the cron schedule.")] = "Europe/Copenhagen",
+    port: Annotated[int, typer.Option(help="Port of the Prefect server started on 127.0.0.1.")] = 4200,
+    start_server: Annotated[bool, typer.Option("--start-server/--no-server", help="Start `prefect server start` on 127.0.0.1 (embedded SQLite), or use PREFECT_API_URL.")] = True,
+) -> None:
+    """Serve the nightly refresh deployment on a real Prefect server (Ctrl-C stops both).
+
+    Starts `prefect server start --host 127.0.0.1` unless --no-server, then serves the `refresh`
+    flow as deployment `refresh/nightly` with a cron schedule (default 02:00 Europe/Copenhagen)."""
+    import os
+
+    from flows.server import local_server
+
+    with local_server(port) if start_server else _nullcontext() as api_url:
+        if api_url:
+            os.environ["PREFECT_API_URL"] = api_url
+        from prefect.schedules import Cron
+
+        from flows.refresh import refresh as refresh_flow
+
+        console.print(f"serving refresh/nightly ({cron}, {timezone}) against {os.environ.get('PREFECT_API_URL')}",
+                      soft_wrap=True)
+        refresh_flow.serve(
+            name="nightly", schedules=[Cron(cron, timezone=timezone)], global_limit=1,
+            parameters={"landing": str(landing.resolve()), "state_dir": str(state.resolve()),
+                        "warehouse": str(warehouse.resolve())},
+            description="Nightly politikpi refresh", print_starting_message=False)
+
+
+def _nullcontext():
+    from contextlib import nullcontext
+
+    return nullcontext(None)
+
+
 def main() -> None:
     try:
         app()

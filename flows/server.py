@@ -1,0 +1,45 @@
+"""Start a Prefect server on loopback for `politikpi serve` and the tests (never 0.0.0.0)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def wait_healthy(api_url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"Prefect server at {api_url} not healthy after {timeout:.0f} s")
+
+
+@contextmanager
+def local_server(port: int = 4200, home: Path | None = None):
+    """`prefect server start --host 127.0.0.1` (embedded SQLite); yields its API URL."""
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    if home:
+        env["PREFECT_HOME"] = str(home)
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    proc = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    api_url = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_healthy(api_url)
+        yield api_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
