@@ -198,6 +198,8 @@ def load_results(con, results: list[FileResult], workdir: Path, run_id: str, res
             continue
         load_file(con, result, run_id, workdir)
         applied += 1
+    if applied:
+        state.mark_corrections(con)
     return applied
 
 

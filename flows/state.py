@@ -131,6 +131,21 @@ def apply_file(con: duckdb.DuckDBPyConnection, entry: dict, staged: pl.DataFrame
         raise
 
 
+CORRECTION_SQL = """
+update quarantine set kind = case when exists (
+        select 1 from {table} as s where s.{key} = quarantine.record_key) then 'correction' else 'row' end
+where source = '{source}' and kind in ('row', 'correction')
+"""
+
+
+def mark_corrections(con: duckdb.DuckDBPyConnection) -> None:
+    """A quarantined row whose key has a valid version is an invalid correction (that version stays
+    in force); recomputed after every load, since files arrive in any order."""
+    for source, table, key in (("reports", "staged_reports", "journalnr"),
+                               ("dispatches", "staged_dispatches", "haendelse_id")):
+        con.execute(CORRECTION_SQL.format(table=table, key=key, source=source))
+
+
 def reset(con: duckdb.DuckDBPyConnection) -> None:
     """Empty the staged rows and quarantine (for a full rebuild from the archive)."""
     for table in ("staged_reports", "staged_dispatches", "staged_outreach", "staged_ambassadors",

@@ -125,3 +125,14 @@ def test_threshold_breach_fails_before_publishing_and_keeps_the_current_release(
         refresh(str(root / "landing"), str(root / "state"), str(root / "warehouse"))
     assert rows(root / "warehouse" / "politikpi.duckdb", "select release_id from _release") == current
     bad.unlink()
+
+
+def test_invalid_newer_versions_are_quarantined_as_corrections(run):
+    root, _ = run
+    state_db = root / "state" / "state.duckdb"
+    kinds = dict(rows(state_db, "select kind, count(*) from quarantine group by kind"))
+    assert kinds.get("correction", 0) > 0 and kinds.get("row", 0) > 0 and kinds.get("line", 0) > 0
+    # the valid version of every invalid correction stays in force
+    orphans = rows(state_db, """select count(*) from quarantine q where kind = 'correction' and source = 'reports'
+                                and not exists (select 1 from staged_reports s where s.journalnr = q.record_key)""")
+    assert orphans == [(0,)]
