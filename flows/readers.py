@@ -11,7 +11,10 @@ import csv
 import gzip
 import hashlib
 import io
+import itertools
 import os
+import threading
+from contextlib import contextmanager
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -24,6 +27,24 @@ import polars as pl
 from flows.sources import Source
 
 CHUNK = 1 << 20
+_local = threading.local()
+_reads = itertools.count()
+
+
+@contextmanager
+def _reader():
+    """A DuckDB connection reused by this thread (a new instance costs ~20 ms a file), with a
+    fresh pair of reject-table names for one read; the reject tables are dropped afterwards."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect()
+    n = next(_reads)
+    names = (f"rej_{n}", f"rej_scan_{n}")
+    try:
+        yield con, names
+    finally:
+        for name in names:
+            con.execute(f"drop table if exists {name}")
 BROKEN_SCHEMA = {"line": pl.Int64, "reason": pl.String, "length": pl.Int64, "sha256": pl.String}
 
 
@@ -125,14 +146,14 @@ def _line_numbers(valid_nl: np.ndarray, rejects: pl.DataFrame, first_line: int) 
     return lines[slots_valid], lines[rejects["slot"].to_numpy()] if len(rejects) else np.zeros(0)
 
 
-def _rejects(con: duckdb.DuckDBPyConnection, header: bool) -> pl.DataFrame:
+def _rejects(con: duckdb.DuckDBPyConnection, header: bool, table: str) -> pl.DataFrame:
     return con.sql(f"""
         select line - {int(header)} as slot,
                min(error_type) as error_type,
                any_value(strlen(csv_line)) as length,
                any_value(sha256(csv_line)) as sha256,
                any_value(strlen(csv_line) - strlen(replace(csv_line, chr(10), ''))) as nl
-        from rej group by line order by line
+        from {table} group by line order by line
     """).pl()
 
 
@@ -166,19 +187,18 @@ def read_csv(path: Path, source: Source, tmpdir: Path) -> Parsed:
         keep = ", ".join(f'"{c}"' for c in source.raw_columns)
         newlines = " + ".join(f"coalesce(strlen(\"{c}\") - strlen(replace(\"{c}\", chr(10), '')), 0)"
                               for c in expected)
-        con = duckdb.connect()
-        try:
-            rows = con.sql(f"""
-            select {keep}, {newlines} as _nl
-            from read_csv(?, delim=';', quote='"', escape='"', header=true, auto_detect=false,
-                          columns={{{columns}}}, store_rejects=true, rejects_table='rej',
-                          rejects_scan='rej_scan', strict_mode=true, max_line_size=1048576)
-            """, params=[str(data)]).to_arrow_table()
-        except duckdb.Error as exc:
-            raise Rejected(f"cannot be parsed as CSV: {str(exc).splitlines()[0][:200]}") from None
-        rows = pl.from_arrow(rows)
-        rejects = _rejects(con, header=True)
-        con.close()
+        with _reader() as (con, (rej, rej_scan)):
+            try:
+                rows = con.sql(f"""
+                    select {keep}, {newlines} as _nl
+                    from read_csv(?, delim=';', quote='"', escape='"', header=true, auto_detect=false,
+                                  columns={{{columns}}}, store_rejects=true, rejects_table='{rej}',
+                                  rejects_scan='{rej_scan}', strict_mode=true, max_line_size=1048576)
+                """, params=[str(data)]).to_arrow_table()
+            except duckdb.Error as exc:
+                raise Rejected(f"cannot be parsed as CSV: {str(exc).splitlines()[0][:200]}") from None
+            rows = pl.from_arrow(rows)
+            rejects = _rejects(con, header=True, table=rej)
     finally:
         if data != path:
             data.unlink(missing_ok=True)
@@ -196,36 +216,34 @@ def read_jsonl(path: Path, source: Source, tmpdir: Path) -> Parsed:
     encoding = detect_encoding(path)
     if encoding != "utf-8":
         raise Rejected("JSON Lines must be UTF-8")
-    fields = source.schema.FIELDS
     string_fields = set(source.schema.STRING_FIELDS)
     extract = ", ".join(
         f"obj ->> '$.{f}' as \"{f}\"" if f in string_fields
         else f"nullif(json_extract(obj, '$.{f}')::varchar, 'null') as \"{f}\""
-        for f in fields
+        for f in source.schema.FIELDS
     )
-    con = duckdb.connect()
-    try:
-        table = con.sql(f"""
-        with lines as (
-            select row_number() over () as slot, j
-            from read_csv(?, delim=E'\\x01', quote='', escape='', header=false, auto_detect=false,
-                          columns={{'j': 'VARCHAR'}}, store_rejects=true, rejects_table='rej',
-                          rejects_scan='rej_scan', strict_mode=true, max_line_size=1048576)
-        ),
-        parsed as (
-            select slot, j, case when json_valid(j) then
-                       case when json_type(j) = 'OBJECT' then j::json end end as obj
-            from lines
-        )
-        select slot, j is null as blank, obj is not null as is_object,
-               strlen(j) as length, sha256(j) as sha256, {extract}
-        from parsed
-        """, params=[str(path)]).to_arrow_table()
-    except duckdb.Error as exc:
-        raise Rejected(f"cannot be parsed as JSON Lines: {str(exc).splitlines()[0][:200]}") from None
-    rows = pl.from_arrow(table)
-    rejects = _rejects(con, header=False)
-    con.close()
+    with _reader() as (con, (rej, rej_scan)):
+        try:
+            table = con.sql(f"""
+                with lines as (
+                    select row_number() over () as slot, j
+                    from read_csv(?, delim=E'\\x01', quote='', escape='', header=false, auto_detect=false,
+                                  columns={{'j': 'VARCHAR'}}, store_rejects=true, rejects_table='{rej}',
+                                  rejects_scan='{rej_scan}', strict_mode=true, max_line_size=1048576)
+                ),
+                parsed as (
+                    select slot, j, case when json_valid(j) then
+                               case when json_type(j) = 'OBJECT' then j::json end end as obj
+                    from lines
+                )
+                select slot, j is null as blank, obj is not null as is_object,
+                       strlen(j) as length, sha256(j) as sha256, {extract}
+                from parsed
+            """, params=[str(path)]).to_arrow_table()
+        except duckdb.Error as exc:
+            raise Rejected(f"cannot be parsed as JSON Lines: {str(exc).splitlines()[0][:200]}") from None
+        rows = pl.from_arrow(table)
+        rejects = _rejects(con, header=False, table=rej)
     valid_lines, reject_lines = _line_numbers(np.zeros(len(rows), dtype=np.int64), rejects, first_line=1)
     rows = rows.with_columns(line=pl.Series(valid_lines, dtype=pl.Int64)).filter(~pl.col("blank"))
     not_json = rows.filter(~pl.col("is_object")).select(
