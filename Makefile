@@ -7,7 +7,7 @@ LANDING ?= $(or $(POLITIKPI_LANDING),data/landing)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test lint bench serve clean
+.PHONY: venv run test lint bench serve clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,16 @@ run: venv
 	$(BIN)/politikpi overview
 
 ## make test: install or update .venv and run the whole suite
-test: venv
+test: venv chromium
 	$(BIN)/python -m pytest -q
+
+# Debian's chromium for the report's screenshot test; where apt-get cannot, that test skips.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		( [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && \
+		   apt-get install -y -q chromium >/dev/null 2>&1)) ) || \
+		echo "chromium not installed: the report screenshot test will be skipped"
 
 lint: venv
 	$(BIN)/ruff check flows schemas tests bench

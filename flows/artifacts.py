@@ -50,6 +50,7 @@ def summary_markdown(outcome: dict, settings: Settings) -> str:
     audit = release.get("validation_summary", {})
     lines = [f"# politikpi refresh: release `{release['release_id']}`", "",
              f"Data through **{release.get('data_through')}**; code `{release.get('code_version')}`.", "",
+             f"KPI report: [{release.get('report')}](file://{release.get('report')})", "",
              "## Headline", *_headline(settings.warehouse / publish.STABLE), "",
              "## What changed since the last release", *_changes(settings, release["release_id"]), "",
              "## Rows this run (new or re-delivered files)",

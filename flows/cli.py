@@ -294,6 +294,33 @@ def diff(
 
 
 @app.command()
+def report(
+    release: Annotated[str | None, typer.Option(help="Release id (default: the current release).")] = None,
+    year: Annotated[int | None, typer.Option(min=1990, max=2100, help="Year to report (default: the latest).")] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML file to write (default: warehouse/reports/<release>-<year>.html).")] = None,
+    warehouse: Warehouse = Path("warehouse"),
+) -> None:
+    """Write the district's KPI report (self-contained HTML, Danish labels) for a release."""
+    from flows.publish import load_manifest
+    from flows.releases import ReleaseError, checked_release
+    from flows.report import write_report
+
+    manifest = load_manifest(warehouse)
+    try:
+        entry = checked_release(warehouse, release or manifest["current"] or "")
+    except ReleaseError as exc:
+        fail(str(exc) if release else f"no current release in {warehouse}: run `politikpi refresh` first")
+    if out is not None and out.suffix.lower() != ".html":
+        fail(f"--out must name an .html file, got {out}")
+    target = out or warehouse / "reports" / f"{entry['release_id']}-{year or 'latest'}.html"
+    try:
+        path = write_report(warehouse / entry["file"], target, year)
+    except ValueError as exc:
+        fail(str(exc))
+    console.print(f"[bold green]OK[/]: wrote {path} ({path.stat().st_size / 1024:.0f} KiB)", soft_wrap=True)
+
+
+@app.command()
 def serve(
     landing: Landing = Path("data/landing"),
     state: State = Path("data/state"),

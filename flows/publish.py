@@ -162,6 +162,7 @@ def prune(warehouse: Path, keep: int) -> list[str]:
     for r in removed:
         (warehouse / r["file"]).unlink(missing_ok=True)
         shutil.rmtree(warehouse / "docs" / r["release_id"], ignore_errors=True)
+        (warehouse / "reports" / f"{r['release_id']}.html").unlink(missing_ok=True)
     listed = {Path(r["file"]).name for r in manifest["releases"]}
     for orphan in (warehouse / "releases").glob("*.duckdb"):
         if orphan.name not in listed:  # moved in by a publish that crashed before listing it

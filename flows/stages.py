@@ -163,7 +163,21 @@ def publish_build(settings: Settings, built: dict, audited: dict) -> dict:
         if not docs.exists():
             shutil.copytree(built["docs"], docs)
         entry["validation_summary"] = {**audited, "docs": str(docs / "index.html")}
+        entry["report"] = str(write_release_report(Path(built["path"]), settings.warehouse, entry["release_id"]))
         return publish.publish(Path(built["path"]), settings.warehouse, entry, settings.keep_releases)
+
+
+def write_release_report(release_file: Path, warehouse: Path, release_id: str) -> Path | None:
+    """The KPI report next to each release; a report that cannot be drawn never blocks publishing."""
+    from prefect.logging import get_logger
+
+    from flows.report import write_report
+
+    try:
+        return write_report(release_file, warehouse / "reports" / f"{release_id}.html")
+    except Exception as exc:  # noqa: BLE001 - the release is audited; the report is a by-product
+        get_logger("politikpi").warning("report for %s not written: %s", release_id, exc)
+        return None
 
 
 def cleanup(settings: Settings, key: str) -> None:
