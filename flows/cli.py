@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,11 @@ def sample(
         years = parse_years(year)
     except ValueError as exc:
         fail(str(exc))
+    if ".." in out.parts:
+        fail(f"--out must not climb out with '..': {out}")
+    if out.exists() and any(p.name not in ("reports", "dispatches", "outreach", "ambassadors") and not p.name.startswith(".")
+                            for p in out.iterdir()):
+        fail(f"{out} holds other files than a landing folder's; choose an empty or landing folder")
     started = time.monotonic()
     with console.status("writing sample…") as status:
         def progress(source, day):
@@ -66,6 +72,7 @@ def refresh(
     warehouse: Warehouse = Path("warehouse"),
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild the state from the archive of every file ever ingested.")] = False,
     reingest: Annotated[str | None, typer.Option(help="Re-validate archived files whose identity matches a glob, e.g. 'reports/2019-03-*' (after a rule change).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's task logs and tracebacks on the terminal.")] = False,
 ) -> None:
     """Run the refresh flow once: extract, validate, transform, audit, publish.
 
@@ -73,7 +80,13 @@ def refresh(
     stays current); 3 another refresh holds the state; 1 any other error."""
     if not landing.is_dir():
         fail(f"landing folder {landing} does not exist (run `politikpi sample --out {landing}`)")
+    if not verbose:  # task logs still reach the Prefect server; the terminal gets one verdict line
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "CRITICAL")
     with console.status("refreshing (Prefect flow)…"):
+        import duckdb
+
         from flows.audit import AuditFailed
         from flows.refresh import ThresholdExceeded
         from flows.refresh import refresh as refresh_flow
@@ -88,6 +101,16 @@ def refresh(
             fail(f"{exc} (Data Docs: {exc.result.docs})", EXIT_DATA_QUALITY)
         except StateBusy as exc:
             fail(str(exc), EXIT_BUSY)
+        except OSError as exc:  # disk full, read-only or missing folders: say which path
+            fail(f"{exc.strerror or exc} ({exc.filename or 'warehouse or state folder'}); the current release "
+                 "stays current; fix it and re-run `politikpi refresh`")
+        except duckdb.IOException as exc:
+            fail(f"{str(exc).splitlines()[0]}; the current release stays current; fix it and re-run")
+        except Exception as exc:
+            if verbose:
+                raise
+            fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (the current release stays "
+                 "current; re-run with --verbose for details)")
     print_run_summary(result)
     release = result["release"]
     console.print(f"[bold green]OK[/]: published release {release['release_id']} "
