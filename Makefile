@@ -7,7 +7,7 @@ LANDING ?= $(or $(POLITIKPI_LANDING),data/landing)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test lint bench serve clean chromium
+.PHONY: venv run test lint bench chaos soak serve clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,8 +39,16 @@ chromium:
 lint: venv
 	$(BIN)/ruff check flows schemas tests bench
 
+## make bench: the benchmarks (figures printed as tables); chaos and soak for the guarantees
 bench: venv
+	$(BIN)/python bench/extract_bench.py --scale 12
 	$(BIN)/python bench/run_all.py
+
+chaos: venv
+	$(BIN)/python bench/chaos.py --kills 60
+
+soak: venv
+	$(BIN)/python bench/soak.py --readers 20 --releases 20
 
 clean:
 	rm -rf $(VENV) data warehouse/releases warehouse/*.duckdb warehouse/manifest.json
