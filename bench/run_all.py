@@ -141,6 +141,14 @@ def add_one_day(landing: Path, scale: int, year: int) -> None:
                 shutil.copy(path, landing / folder / path.name)
 
 
+class Rows(list):
+    """Rows of the result table; each is also printed as it is measured (a long run keeps its figures)."""
+
+    def append(self, row: list) -> None:
+        super().append(row)
+        print("  ".join(str(x) for x in row if x != ""), flush=True)
+
+
 def fmt(times: list[float]) -> str:
     return " ".join(f"{t:.1f}" for t in times)
 
@@ -152,7 +160,7 @@ def main() -> None:
     parser.add_argument("--only", type=int, choices=[1, 2], help="1: district only; 2: national only")
     args = parser.parse_args()
     print(machine())
-    rows = []
+    rows = Rows()
     with local_server(port=4299, home=Path(tempfile.mkdtemp(prefix="politikpi-bench-prefect-"))) as api:
         env = dict(os.environ, PREFECT_API_URL=api)
         cost, cost_runs = overhead(env, args.runs)
@@ -176,7 +184,8 @@ def main() -> None:
             nightly_landing = Path(tempfile.mkdtemp(prefix="politikpi-nightly-")) / "landing"
             shutil.copytree(landing, nightly_landing)
             add_one_day(nightly_landing, args.scale, 2020)
-            nightly, _ = refresh(nightly_landing, root, env)
+            # A one-day sample carries the whole year's dirt in one day: the threshold would (rightly) stop it.
+            nightly, _ = refresh(nightly_landing, root, dict(env, POLITIKPI_MAX_QUARANTINE_SHARE="1"))
             rows.append(["(4) no new files", f"{statistics.median(idle):.1f}", fmt(idle), "", "", "target < 10 s"])
             extra = nightly - statistics.median(idle)
             rows.append(["(3) nightly: one new day", f"{nightly:.1f}", f"{nightly:.1f}",

@@ -77,7 +77,7 @@ def connect(state: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     state.mkdir(parents=True, exist_ok=True)
     if read_only:
         return duckdb.connect(str(db_path(state)), read_only=True)
-    con = duckdb.connect(str(db_path(state)))
+    con = duckdb.connect(str(db_path(state)), config={"memory_limit": os.environ.get("POLITIKPI_DUCKDB_MEMORY", "2GB")})
     con.execute(DDL)
     return con
 

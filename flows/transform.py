@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -18,12 +19,18 @@ def quote_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def duckdb_limits() -> dict:
+    """DuckDB would take 80 % of RAM; bound it (it spills to disk beyond) and let it reorder rows
+    (no model depends on insertion order: every window names its order)."""
+    return {"memory_limit": os.environ.get("POLITIKPI_DUCKDB_MEMORY", "2GB"), "preserve_insertion_order": False}
+
+
 def open_build(path: Path, storage_version: str) -> duckdb.DuckDBPyConnection:
     """A connection whose default database is a new release file in the given storage format."""
     if not STORAGE_VERSION.match(storage_version):
         raise ValueError(f"storage version must look like v1.1.0, got {storage_version!r}")
     path.unlink(missing_ok=True)
-    con = duckdb.connect()
+    con = duckdb.connect(config=duckdb_limits())
     con.execute(f"attach {quote_path(path)} as release (storage_version '{storage_version}')")
     con.execute("use release")
     return con
