@@ -15,7 +15,12 @@ from pathlib import Path
 import duckdb
 
 from flows.audit_queries import (
-    CHANGE_SQL, COVERAGE_SQL, KEYS, MISSING_DAYS_SQL, RECONCILIATION_SQL, RELEASE_FACTS_SQL,
+    CHANGE_SQL,
+    COVERAGE_SQL,
+    KEYS,
+    MISSING_DAYS_SQL,
+    RECONCILIATION_SQL,
+    RELEASE_FACTS_SQL,
 )
 
 

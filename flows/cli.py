@@ -191,13 +191,14 @@ def quarantine(
         if file:
             where += " and file_identity = ?"
             params.append(file)
-        summary = con.execute(f"select source, rules, count(*) from quarantine {where} group by all "
-                              "order by 1, 3 desc", params).fetchall()
-        t = Table(title="Quarantined rows by rule")
-        for c in ("source", "rules", "rows"):
+        summary = con.execute(f"select source, kind, rules, count(*) from quarantine {where} group by all "
+                              "order by 1, 4 desc", params).fetchall()
+        t = Table(title="Quarantined rows by rule (kind: row, line = not a record, correction = an invalid "
+                        "newer version; the valid one stays in force)")
+        for c in ("source", "kind", "rules", "rows"):
             t.add_column(c)
-        for s, r, n in summary:
-            t.add_row(s, r, f"{n:,}")
+        for s, k, r, n in summary:
+            t.add_row(s, k, r, f"{n:,}")
         console.print(t)
         if limit:
             rows = con.execute(f"select file_identity, line, rules, coalesce(raw_values, "
@@ -245,7 +246,8 @@ def rollback(
     warehouse: Warehouse = Path("warehouse"),
 ) -> None:
     """Make an earlier release current again (atomic swap of the stable path)."""
-    from flows.releases import ReleaseError, rollback as do_rollback
+    from flows.releases import ReleaseError
+    from flows.releases import rollback as do_rollback
     from flows.state import StateBusy
 
     try:
@@ -263,7 +265,8 @@ def verify(warehouse: Warehouse = Path("warehouse")) -> None:
     """Check every release file against its checksum in the manifest, and the stable path.
 
     First repairs what an interrupted publish can leave: a stable path behind the manifest."""
-    from flows.releases import recover, verify as do_verify, warehouse_lock
+    from flows.releases import recover, warehouse_lock
+    from flows.releases import verify as do_verify
     from flows.state import StateBusy
 
     try:
@@ -292,7 +295,8 @@ def diff(
     """Which KPI values changed between two releases, and whether inputs or code changed."""
     import json
 
-    from flows.releases import ReleaseError, diff as do_diff
+    from flows.releases import ReleaseError
+    from flows.releases import diff as do_diff
 
     try:
         result = do_diff(warehouse, a, b, limit)

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from flows import readers, state
-from flows.sources import SOURCES, Source
+from flows.sources import SOURCES
 from flows.validate import broken_to_quarantine, validate_rows
 
 

@@ -13,10 +13,10 @@ import hashlib
 import io
 import itertools
 import os
-import threading
-from contextlib import contextmanager
 import tempfile
+import threading
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 

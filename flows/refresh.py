@@ -22,8 +22,20 @@ from flows import extract, faults, state  # noqa: E402
 from flows.config import Settings  # noqa: E402
 from flows.sources import SOURCES  # noqa: E402
 from flows.stages import (  # noqa: E402
-    CACHE, ThresholdExceeded, audit_build, build_path, cleanup, file_results_key, mark_work_done, notify_failure,
-    publish_build, run_artifacts, state_key, threshold_summary, transform_build, work_done,
+    CACHE,
+    ThresholdExceeded,
+    audit_build,
+    build_path,
+    cleanup,
+    file_results_key,
+    mark_work_done,
+    notify_failure,
+    publish_build,
+    run_artifacts,
+    state_key,
+    threshold_summary,
+    transform_build,
+    work_done,
 )
 
 __all__ = ["ThresholdExceeded", "refresh"]

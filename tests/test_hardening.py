@@ -12,7 +12,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.publish import load_manifest
 from tests.conftest import cli
 
 pytestmark = pytest.mark.slow
