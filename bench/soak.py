@@ -59,8 +59,8 @@ def main() -> None:
     write_sample(full, SampleSpec(years=(2019,), days=14 + args.releases))
     landing = work / "landing"
     shutil.copytree(full, landing)
-    later = sorted(p for p in (landing / "reports").glob("2019-*.csv*") if "-01-1" not in p.name
-                   and p.name >= "2019-01-15" and "eftersending" not in p.name)
+    later = sorted(p for p in (landing / "reports").glob("2019-*.csv*")
+                   if p.name >= "2019-01-15" and "eftersending" not in p.name and "udtraek" not in p.name)
     parked = work / "parked"
     parked.mkdir()
     for path in later:

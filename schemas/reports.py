@@ -30,16 +30,8 @@ class RawReport(pa.DataFrameModel):
     def journalnr_pattern(cls, data):
         return passes(data, pl.col(data.key).str.contains(r"^\d{4}-\d{5}-\d{5}-\d{2}$"))
 
-    @pa.check("anmeldt_tid", name="anmeldt_tid_local_timestamp")
-    def anmeldt_ts(cls, data):
-        return parses(data, local_ts(data.key))
-
-    @pa.check("gerningstid_fra", name="gerningstid_fra_local_timestamp")
-    def gerning_ts(cls, data):
-        return parses(data, local_ts(data.key))
-
-    @pa.check("sidst_aendret", name="sidst_aendret_local_timestamp")
-    def changed_ts(cls, data):
+    @pa.check("anmeldt_tid", "gerningstid_fra", "sidst_aendret", name="local_timestamp")
+    def timestamps(cls, data):
         return parses(data, local_ts(data.key))
 
     @pa.check("kommunekode", name="kommunekode_integer")
