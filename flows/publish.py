@@ -3,7 +3,7 @@ stable path atomically. Readers holding the old file keep it; new readers get th
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -19,6 +19,7 @@ CODE_DIRS = ("flows", "schemas", "sql")
 REPO = Path(__file__).resolve().parent.parent
 
 
+@functools.cache
 def code_version() -> str:
     """Package version plus a hash of the code and SQL that computed the numbers."""
     from importlib.metadata import PackageNotFoundError, version
@@ -42,12 +43,6 @@ def file_sha256(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def new_release_id(inputs: dict[str, str], code: str, now: dt.datetime) -> str:
-    """Named by time and a hash of what it was computed from (inputs and code)."""
-    digest = hashlib.sha256(json.dumps([sorted(inputs.items()), code]).encode()).hexdigest()
-    return f"{now:%Y%m%dT%H%M%SZ}-{digest[:12]}"
 
 
 def write_release_table(con: duckdb.DuckDBPyConnection, meta: dict) -> None:
@@ -163,8 +158,4 @@ def prune(warehouse: Path, keep: int) -> list[str]:
         (warehouse / r["file"]).unlink(missing_ok=True)
         shutil.rmtree(warehouse / "docs" / r["release_id"], ignore_errors=True)
         (warehouse / "reports" / f"{r['release_id']}.html").unlink(missing_ok=True)
-    listed = {Path(r["file"]).name for r in manifest["releases"]}
-    for orphan in (warehouse / "releases").glob("*.duckdb"):
-        if orphan.name not in listed:  # moved in by a publish that crashed before listing it
-            orphan.unlink(missing_ok=True)
     return [r["release_id"] for r in removed]

@@ -93,11 +93,6 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def registry(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """identity -> sha256 of every file the state holds (ingested or rejected)."""
-    return dict(con.execute("select identity, sha256 from files").fetchall())
-
-
 def apply_file(con: duckdb.DuckDBPyConnection, entry: dict, staged: pl.DataFrame,
                quarantined: pl.DataFrame) -> None:
     """Withdraw what the file's earlier version contributed, then add this version: one transaction."""
@@ -145,9 +140,3 @@ def mark_corrections(con: duckdb.DuckDBPyConnection) -> None:
                                ("dispatches", "staged_dispatches", "haendelse_id")):
         con.execute(CORRECTION_SQL.format(table=table, key=key, source=source))
 
-
-def reset(con: duckdb.DuckDBPyConnection) -> None:
-    """Empty the staged rows and quarantine (for a full rebuild from the archive)."""
-    for table in ("staged_reports", "staged_dispatches", "staged_outreach", "staged_ambassadors",
-                  "quarantine"):
-        con.execute(f"delete from {table}")

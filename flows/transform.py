@@ -47,7 +47,8 @@ def load_reference(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -
                 [str(folder / "population.csv")])
 
 
-def build_release(state_dir: Path, path: Path, storage_version: str, progress=None) -> list[str]:
+def build_release(state_dir: Path, path: Path, storage_version: str,
+                  progress=None) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     """Run every model into a new release file at path; returns the published tables.
 
     The connection stays open for the audit; the caller closes it."""
