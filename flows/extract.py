@@ -8,6 +8,7 @@ passed the failure threshold, then `load_file` applies each file in one transact
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -81,6 +82,9 @@ def scan_landing(landing: Path) -> tuple[list[LandingFile], list[tuple[str, str]
 
 
 BATCH_ROWS = 1_000_000  # validate several files at once, but never hold more raw rows than this
+BATCH_BYTES = 96 << 20  # read several files in one DuckDB scan, up to about this much text
+GZIP_RATIO = 5  # a gzipped file counts as this many times its size towards a batch
+WORKERS = max(2, min(4, os.cpu_count() or 1))  # threads for checking files and writing Parquet
 
 
 def _base(lf: LandingFile, sha256: str) -> dict:
@@ -88,50 +92,85 @@ def _base(lf: LandingFile, sha256: str) -> dict:
                 size_bytes=lf.size_bytes, mtime_ns=lf.mtime_ns)
 
 
+def _read_groups(files: list[LandingFile]):
+    """Consecutive files whose text adds up to about BATCH_BYTES (one file for file-scoped rules)."""
+    group, size = [], 0
+    for lf in files:
+        group.append(lf)
+        size += lf.size_bytes * (GZIP_RATIO if lf.path.endswith(".gz") else 1)
+        if size >= BATCH_BYTES or _file_scoped(lf.source):
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def _archive(state_dir: Path, sha256: str, parsed: readers.Parsed) -> None:
+    """The file's raw rows minus personal data, and its broken lines (line, reason, length, hash)."""
+    state.write_parquet_atomic(parsed.rows, state.archive_path(state_dir, sha256, "rows"))
+    if len(parsed.broken):
+        state.write_parquet_atomic(parsed.broken, state.archive_path(state_dir, sha256, "broken"))
+
+
+def _archived_broken(state_dir: Path, sha256: str) -> pl.DataFrame:
+    path = state.archive_path(state_dir, sha256, "broken")
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=readers.BROKEN_SCHEMA)
+
+
 def process_files(files: list[LandingFile], landing: Path, state_dir: Path, workdir: Path,
                   hashes: dict[str, str]) -> list[FileResult]:
-    """Read and archive each landing file of one source, then validate them in batches."""
+    """Read and archive the landing files of one source, several per DuckDB scan, then validate
+    them in batches; files are checked and Parquet is written on a few threads."""
     workdir.mkdir(parents=True, exist_ok=True)
     results: list[FileResult] = []
-    batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]] = []
-    for lf in files:
-        base = _base(lf, hashes[lf.identity])
-        try:
-            parsed = readers.read_file(landing / lf.path, SOURCES[lf.source], workdir)
-        except readers.Rejected as exc:
-            results.append(FileResult(**base, encoding=None, status="rejected", reason=str(exc),
-                                      rows_read=0, rows_staged=0, rows_quarantined=0))
-            continue
-        state.write_parquet_atomic(parsed.rows, state.archive_path(state_dir, base["sha256"], "rows"))
-        state.write_parquet_atomic(parsed.broken, state.archive_path(state_dir, base["sha256"], "broken"))
-        batch.append((base, parsed.encoding, parsed.rows, parsed.broken))
-        if _batch_full(batch):
-            results += validate_batch(batch, workdir)
-            batch = []
-    return results + validate_batch(batch, workdir)
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="politikpi-extract") as pool:
+        writes = []
+        batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]] = []
+        for group in _read_groups(files):
+            parsed = readers.read_many([landing / lf.path for lf in group], SOURCES[group[0].source], workdir, pool)
+            for lf, outcome in zip(group, parsed, strict=True):
+                base = _base(lf, hashes[lf.identity])
+                if isinstance(outcome, readers.Rejected):
+                    results.append(FileResult(**base, encoding=None, status="rejected", reason=str(outcome),
+                                              rows_read=0, rows_staged=0, rows_quarantined=0))
+                    continue
+                writes.append(pool.submit(_archive, state_dir, base["sha256"], outcome))
+                batch.append((base, outcome.encoding, outcome.rows, outcome.broken))
+                if _batch_full(batch):
+                    results += validate_batch(batch, workdir, pool)
+                    batch = []
+        results += validate_batch(batch, workdir, pool)
+        for write in writes:
+            write.result()
+    return sorted(results, key=lambda r: r.identity)
 
 
 def rebuild_files(entries: list[dict], state_dir: Path, workdir: Path) -> list[FileResult]:
     """Re-validate ingested files from their archived raw rows (no landing file needed)."""
     results, batch = [], []
-    for entry in entries:
-        rows = pl.read_parquet(state.archive_path(state_dir, entry["sha256"], "rows"))
-        broken = pl.read_parquet(state.archive_path(state_dir, entry["sha256"], "broken"))
-        base = {k: entry[k] for k in ("identity", "source", "landing_path", "sha256", "size_bytes", "mtime_ns")}
-        batch.append((base, entry["encoding"], rows, broken))
-        if _batch_full(batch):
-            results += validate_batch(batch, workdir)
-            batch = []
-    return results + validate_batch(batch, workdir)
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="politikpi-rebuild") as pool:
+        for entry in entries:
+            rows = pl.read_parquet(state.archive_path(state_dir, entry["sha256"], "rows"))
+            broken = _archived_broken(state_dir, entry["sha256"])
+            base = {k: entry[k] for k in ("identity", "source", "landing_path", "sha256", "size_bytes", "mtime_ns")}
+            batch.append((base, entry["encoding"], rows, broken))
+            if _batch_full(batch):
+                results += validate_batch(batch, workdir, pool)
+                batch = []
+        return results + validate_batch(batch, workdir, pool)
+
+
+def _file_scoped(source: str) -> bool:
+    """A source whose rules look across a whole file (a roster's unique ids) validates file by file."""
+    return getattr(SOURCES[source].schema, "FILE_SCOPED_RULES", False)
 
 
 def _batch_full(batch: list) -> bool:
-    """A source whose rules look across a whole file (a roster's unique ids) validates file by file."""
-    per_file = getattr(SOURCES[batch[0][0]["source"]].schema, "FILE_SCOPED_RULES", False)
-    return per_file or sum(len(b[2]) for b in batch) >= BATCH_ROWS
+    return _file_scoped(batch[0][0]["source"]) or sum(len(b[2]) for b in batch) >= BATCH_ROWS
 
 
-def validate_batch(batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]], workdir: Path) -> list[FileResult]:
+def validate_batch(batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]], workdir: Path,
+                   pool: ThreadPoolExecutor) -> list[FileResult]:
     """Validate several files of one source in one Pandera call; park each file's outcome."""
     if not batch:
         return []
@@ -140,16 +179,18 @@ def validate_batch(batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]], wo
     staged, quarantined = validate_rows(source, raw, carry=("_file",))
     staged_by = staged.partition_by("_file", as_dict=True, include_key=False)
     quarantined_by = quarantined.partition_by("_file", as_dict=True, include_key=False)
-    results = []
+    results, writes = [], []
     for i, (base, encoding, rows, broken) in enumerate(batch):
         mine_staged = staged_by.get((i,), staged.clear().drop("_file"))
         mine_q = pl.concat([quarantined_by.get((i,), quarantined.clear().drop("_file")),
                             broken_to_quarantine(broken)]).sort("line")
-        state.write_parquet_atomic(mine_staged, workdir / f"{base['sha256']}.staged.parquet")
-        state.write_parquet_atomic(mine_q, workdir / f"{base['sha256']}.quarantine.parquet")
+        for frame, part in ((mine_staged, "staged"), (mine_q, "quarantine")):
+            writes.append(pool.submit(state.write_parquet_atomic, frame, workdir / f"{base['sha256']}.{part}.parquet"))
         results.append(FileResult(**base, encoding=encoding, status="ingested", reason=None,
                                   rows_read=len(rows) + len(broken), rows_staged=len(mine_staged),
                                   rows_quarantined=len(mine_q)))
+    for write in writes:
+        write.result()
     return results
 
 

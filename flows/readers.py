@@ -23,10 +23,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from flows.sources import Source
 
-CHUNK = 1 << 20
+CHUNK = 8 << 20
 _local = threading.local()
 _reads = itertools.count()
 
@@ -80,35 +81,72 @@ def _open_bytes(path: Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
 
 
+def _utf8_prefix(data: memoryview) -> int:
+    """Length of data without a multi-byte character cut off at its end."""
+    n = len(data)
+    i = n - 1
+    while i >= max(0, n - 4) and data[i] & 0xC0 == 0x80:
+        i -= 1
+    if i < 0 or data[i] < 0xC0:
+        return n
+    need = 2 if data[i] < 0xE0 else 3 if data[i] < 0xF0 else 4
+    return i if n - i < need else n
+
+
+def _valid_utf8(data: memoryview) -> bool:
+    """Arrow's UTF-8 validation (several times faster than decoding in Python), without a copy."""
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    try:
+        pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data)).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _stream(path: Path):
+    """The file's (decompressed) bytes in chunks, within the byte limit and without NUL bytes."""
+    limit, total = max_bytes(), 0
+    try:
+        with _open_bytes(path) as fh:
+            while chunk := fh.read(CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise Rejected(f"expands beyond {limit:,} bytes (POLITIKPI_MAX_FILE_BYTES)")
+                if b"\x00" in chunk:
+                    raise Rejected("binary content (NUL bytes): not a text file")
+                yield chunk
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise Rejected(f"broken gzip: {exc}") from None
+    except OSError as exc:
+        raise Rejected(f"cannot be read: {exc.strerror or exc}") from None
+
+
 def detect_encoding(path: Path) -> str:
-    """'utf-8' or 'cp1252', by decoding the whole stream; rejects binary, broken gzip, bombs."""
-    limit = max_bytes()
-    for encoding in ("utf-8", "cp1252"):
-        decoder = codecs.getincrementaldecoder(encoding)()
-        total = 0
-        try:
-            with _open_bytes(path) as fh:
-                while chunk := fh.read(CHUNK):
-                    total += len(chunk)
-                    if total > limit:
-                        raise Rejected(f"expands beyond {limit:,} bytes (POLITIKPI_MAX_FILE_BYTES)")
-                    if b"\x00" in chunk:
-                        raise Rejected("binary content (NUL bytes): not a text file")
-                    decoder.decode(chunk)
-                decoder.decode(b"", final=True)
-            return encoding
-        except UnicodeDecodeError:
-            continue
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise Rejected(f"broken gzip: {exc}") from None
-        except OSError as exc:
-            raise Rejected(f"cannot be read: {exc.strerror or exc}") from None
-    raise Rejected("not text in UTF-8 or Windows-1252")
+    """'utf-8' or 'cp1252', by checking the whole stream; rejects binary, broken gzip, bombs."""
+    tail = b""
+    for chunk in _stream(path):
+        data = memoryview(tail + chunk if tail else chunk)
+        cut = _utf8_prefix(data)
+        if not _valid_utf8(data[:cut]):
+            break
+        tail = bytes(data[cut:])
+    else:
+        if _valid_utf8(memoryview(tail)):
+            return "utf-8"
+    decoder = codecs.getincrementaldecoder("cp1252")()
+    try:
+        for chunk in _stream(path):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise Rejected("not text in UTF-8 or Windows-1252") from None
+    return "cp1252"
 
 
-def _utf8_copy(path: Path, encoding: str, tmpdir: Path) -> Path:
-    """A plain UTF-8 copy for DuckDB, which reads UTF-8 (gzipped or not) natively."""
-    if encoding == "utf-8":
+def _utf8_copy(path: Path, encoding: str, tmpdir: Path, force: bool = False) -> Path:
+    """A plain, uncompressed UTF-8 copy for DuckDB (which reads UTF-8 natively) unless the file
+    already is UTF-8 (and force is not set)."""
+    if encoding == "utf-8" and not force:
         return path
     fd, name = tempfile.mkstemp(suffix=".csv", dir=tmpdir)
     with _open_bytes(path) as src, os.fdopen(fd, "wb") as dst:
@@ -171,10 +209,19 @@ CSV_REASONS = {"TOO MANY COLUMNS": "wrong number of fields (too many)",
                "LINE SIZE OVER MAXIMUM": "line too long"}
 
 
-def read_csv(path: Path, source: Source, tmpdir: Path) -> Parsed:
-    """Semicolon CSV with a header row; personal-data columns are never selected."""
+@dataclass
+class _Prepared:
+    path: Path  # the landing file
+    data: Path  # what DuckDB reads: the file itself, or a plain UTF-8 copy
+    encoding: str
+
+
+def _prepare_csv(path: Path, source: Source, tmpdir: Path) -> _Prepared:
+    """Encoding, header and compression checked before DuckDB parses the file."""
     encoding = detect_encoding(path)
-    data = _utf8_copy(path, encoding, tmpdir)
+    # DuckDB decompresses by file name: a copy when the name and the content disagree.
+    plain = encoding == "utf-8" and is_gzip(path) == path.name.lower().endswith(".gz")
+    data = path if plain else _utf8_copy(path, encoding, tmpdir, force=True)
     try:
         header = _first_line(data).rstrip("\r\n")
         if not header:
@@ -183,32 +230,123 @@ def read_csv(path: Path, source: Source, tmpdir: Path) -> Parsed:
         expected = source.schema.COLUMNS
         if found != expected:
             raise Rejected(f"wrong columns: expected {';'.join(expected)}, found {';'.join(found)[:200]}")
-        columns = ", ".join(f"'{c}': 'VARCHAR'" for c in expected)
-        keep = ", ".join(f'"{c}"' for c in source.raw_columns)
-        newlines = " + ".join(f"coalesce(strlen(\"{c}\") - strlen(replace(\"{c}\", chr(10), '')), 0)"
-                              for c in expected)
-        with _reader() as (con, (rej, rej_scan)):
-            try:
-                rows = con.sql(f"""
-                    select {keep}, {newlines} as _nl
-                    from read_csv(?, delim=';', quote='"', escape='"', header=true, auto_detect=false,
-                                  columns={{{columns}}}, store_rejects=true, rejects_table='{rej}',
-                                  rejects_scan='{rej_scan}', strict_mode=true, max_line_size=1048576)
-                """, params=[str(data)]).to_arrow_table()
-            except duckdb.Error as exc:
-                raise Rejected(f"cannot be parsed as CSV: {str(exc).splitlines()[0][:200]}") from None
-            rows = pl.from_arrow(rows)
-            rejects = _rejects(con, header=True, table=rej)
-    finally:
+    except BaseException:
         if data != path:
             data.unlink(missing_ok=True)
+        raise
+    return _Prepared(path, data, encoding)
+
+
+def _scan_csv(con: duckdb.DuckDBPyConnection, files: list[_Prepared], source: Source,
+              rej: str, rej_scan: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One DuckDB scan of several files (in parallel, order kept): rows with their file's index
+    and whether a record spans lines (the line-break count is computed only for those)."""
+    expected = source.schema.COLUMNS
+    columns = ", ".join(f"'{c}': 'VARCHAR'" for c in expected)
+    keep = ", ".join(f'"{c}"' for c in source.raw_columns)
+    spans = " or ".join(f"contains(coalesce(\"{c}\", ''), chr(10))" for c in expected)
+    newlines = " + ".join(f"coalesce(strlen(\"{c}\") - strlen(replace(\"{c}\", chr(10), '')), 0)"
+                          for c in expected)
+    rows = con.sql(f"""
+        select {keep}, filename as _file, case when {spans} then {newlines} else 0 end as _nl
+        from read_csv(?, delim=';', quote='"', escape='"', header=true, auto_detect=false,
+                      columns={{{columns}}}, store_rejects=true, rejects_table='{rej}',
+                      rejects_scan='{rej_scan}', strict_mode=true, max_line_size=1048576, filename=true)
+    """, params=[[str(f.data) for f in files]]).to_arrow_table()
+    rejects = con.sql(f"""
+        select s.file_path as _file, e.line - 1 as slot, min(e.error_type) as error_type,
+               any_value(strlen(e.csv_line)) as length, any_value(sha256(e.csv_line)) as sha256,
+               any_value(strlen(e.csv_line) - strlen(replace(e.csv_line, chr(10), ''))) as nl
+        from {rej} as e join {rej_scan} as s using (scan_id, file_id)
+        group by s.file_path, e.line order by s.file_path, e.line
+    """).pl()
+    return pl.from_arrow(rows), rejects
+
+
+def _split_by_file(rows: pl.DataFrame, files: list[_Prepared]) -> dict[str, pl.DataFrame] | None:
+    """Slices per file, relying on the scan keeping file order; None if it did not."""
+    if not len(rows):
+        return {}
+    runs = rows.select(pl.col("_file").rle()).unnest("_file")
+    names, lengths = runs["value"].to_list(), runs["len"].to_list()
+    order = {str(f.data): i for i, f in enumerate(files)}
+    positions = [order.get(n) for n in names]
+    if None in positions or positions != sorted(set(positions)):
+        return None
+    out, offset = {}, 0
+    for name, n in zip(names, lengths, strict=True):
+        out[name] = rows.slice(offset, n)
+        offset += n
+    return out
+
+
+def _csv_result(prepared: _Prepared, rows: pl.DataFrame, rejects: pl.DataFrame, source: Source) -> Parsed:
     quote_errors = rejects.filter(pl.col("error_type") == "UNQUOTED VALUE")
     if len(quote_errors):
         raise Rejected(f"unclosed or stray quote in record {quote_errors['slot'][0]}")
     valid_lines, reject_lines = _line_numbers(rows["_nl"].to_numpy(), rejects, first_line=2)
-    rows = rows.drop("_nl").with_columns(line=pl.Series(valid_lines, dtype=pl.Int64))
+    rows = rows.with_columns(line=pl.Series(valid_lines, dtype=pl.Int64))
     broken = _broken(rejects, reject_lines, lambda t: CSV_REASONS.get(t, t.lower()))
-    return Parsed(rows.select(["line", *source.raw_columns]), broken, encoding)
+    return Parsed(rows.select(["line", *source.raw_columns]), broken, prepared.encoding)
+
+
+def read_csv_many(paths: list[Path], source: Source, tmpdir: Path, pool=None) -> list[Parsed | Rejected]:
+    """Semicolon CSV files with a header row, parsed by one DuckDB scan; personal-data columns
+    are never selected. Each file's outcome is its rows or why it was rejected whole."""
+    mapper = pool.map if pool is not None else map
+
+    def prepare(path: Path) -> _Prepared | Rejected:
+        try:
+            return _prepare_csv(path, source, tmpdir)
+        except Rejected as exc:
+            return exc
+
+    prepared = list(mapper(prepare, paths))
+    ready = [p for p in prepared if isinstance(p, _Prepared)]
+    try:
+        outcome = _parse_prepared(ready, source)
+    finally:
+        for p in ready:
+            if p.data != p.path:
+                p.data.unlink(missing_ok=True)
+    if outcome is None:  # one file spoils the scan (or the order was lost): file by file
+        return [r if isinstance(r, Rejected) else read_csv_many([r.path], source, tmpdir)[0] for r in prepared]
+    return [r if isinstance(r, Rejected) else outcome[r.path] for r in prepared]
+
+
+def _parse_prepared(ready: list[_Prepared], source: Source) -> dict[Path, Parsed | Rejected] | None:
+    """Each prepared file's outcome from one scan; None when the scan must be redone file by file."""
+    if not ready:
+        return {}
+    with _reader() as (con, (rej, rej_scan)):
+        try:
+            rows, rejects = _scan_csv(con, ready, source, rej, rej_scan)
+        except duckdb.Error as exc:
+            if len(ready) > 1:
+                return None
+            return {ready[0].path: Rejected(f"cannot be parsed as CSV: {str(exc).splitlines()[0][:200]}")}
+    by_file = _split_by_file(rows, ready)
+    if by_file is None:
+        if len(ready) == 1:
+            raise RuntimeError(f"{ready[0].path}: DuckDB returned rows of another file")
+        return None
+    rejects_by = rejects.partition_by("_file", as_dict=True)
+    outcome: dict[Path, Parsed | Rejected] = {}
+    for p in ready:
+        mine = rejects_by.get((str(p.data),), rejects.clear())
+        try:
+            outcome[p.path] = _csv_result(p, by_file.get(str(p.data), rows.clear()), mine, source)
+        except Rejected as exc:
+            outcome[p.path] = exc
+    return outcome
+
+
+def read_csv(path: Path, source: Source, tmpdir: Path) -> Parsed:
+    """One CSV file; raises Rejected if it cannot be read at all."""
+    result = read_csv_many([path], source, tmpdir)[0]
+    if isinstance(result, Rejected):
+        raise result
+    return result
 
 
 def read_jsonl(path: Path, source: Source, tmpdir: Path) -> Parsed:
@@ -302,3 +440,19 @@ def read_file(path: Path, source: Source, tmpdir: Path) -> Parsed:
     if name.endswith((".jsonl", ".jsonl.gz")):
         return read_jsonl(path, source, tmpdir)
     return read_csv(path, source, tmpdir)
+
+
+def read_many(paths: list[Path], source: Source, tmpdir: Path, pool=None) -> list[Parsed | Rejected]:
+    """Several files of one source: the CSV files in one DuckDB scan, the rest file by file."""
+    is_csv = [not p.name.lower().endswith((".xlsx", ".jsonl", ".jsonl.gz")) for p in paths]
+    csv_results = iter(read_csv_many([p for p, c in zip(paths, is_csv, strict=True) if c], source, tmpdir, pool))
+    out: list[Parsed | Rejected] = []
+    for path, c in zip(paths, is_csv, strict=True):
+        if c:
+            out.append(next(csv_results))
+            continue
+        try:
+            out.append(read_file(path, source, tmpdir))
+        except Rejected as exc:
+            out.append(exc)
+    return out

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from schemas import ambassadors, dispatches, outreach, reports
+from schemas.common import parsed
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,12 @@ class Source:
     @property
     def raw_columns(self) -> list[str]:
         """The columns kept from the raw file: everything but personal data."""
-        return [c for c in self.model.to_schema().columns if c != "line"]
+        return [c for c in self.model.to_schema().columns if c != "line" and c not in self.parsed_columns]
+
+    @property
+    def parsed_columns(self) -> list[str]:
+        """Columns the validator adds (each costly parse done once), not read from the file."""
+        return [parsed(c) for c in self.schema.PARSE]
 
 
 SOURCES: dict[str, Source] = {

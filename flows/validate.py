@@ -6,7 +6,7 @@ import pandera.errors
 import polars as pl
 
 from flows.sources import Source
-from schemas.common import rule_names
+from schemas.common import rule_names, with_parsed
 
 QUARANTINE_SCHEMA = {
     "line": pl.Int64, "kind": pl.String, "rules": pl.String, "record_key": pl.String,
@@ -17,7 +17,9 @@ QUARANTINE_SCHEMA = {
 def validate_rows(source: Source, raw: pl.DataFrame, carry: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Raw text rows -> (typed valid rows, quarantined rows naming every rule they broke).
 
-    `carry` columns (e.g. which file a row came from) are not validated and are kept on both."""
+    `carry` columns (e.g. which file a row came from) are not validated and are kept on both.
+    Costly parses (timestamps) are computed once, checked by the rules and reused by the cast."""
+    raw = with_parsed(raw, source.schema.PARSE)
     try:
         source.model.validate(raw.drop(carry), lazy=True)
         failing = pl.DataFrame(schema={"index": pl.Int64, "rules": pl.String})

@@ -10,6 +10,7 @@ from schemas.common import in_district, integer, local_date, parses, rows_ok
 KEY = "ambassadoer_id"
 FILE_SCOPED_RULES = True  # ids are unique within one roster file, so validate file by file
 PII = ["navn"]
+PARSE: dict = {}  # nothing costly to parse: checks and cast parse as they go
 COLUMNS = ["ambassadoer_id", "lokalomraade", "kommunekode", "aktiv_fra", "aktiv_til", "navn"]
 
 

@@ -50,6 +50,24 @@ def integer(col: str) -> pl.Expr:
     return pl.when(text.str.contains(r"^-?\d{1,9}$")).then(text.cast(pl.Int64, strict=False))
 
 
+PARSED_SUFFIX = "__parsed"
+
+
+def parsed(col: str) -> str:
+    """Name of the column holding `col` parsed once, before validation (NULL if it does not parse)."""
+    return col + PARSED_SUFFIX
+
+
+def with_parsed(raw: pl.DataFrame, parse: dict) -> pl.DataFrame:
+    """Raw text plus each costly parse computed once, so checks and the cast share it."""
+    return raw.with_columns(**{parsed(col): fn(col) for col, fn in parse.items()}) if parse else raw
+
+
+def parsed_instant() -> pa.Field:
+    """A raw model's parsed-timestamp column: a UTC instant, or NULL where the text does not parse."""
+    return pa.Field(nullable=True, dtype_kwargs={"time_zone": "UTC", "time_unit": "us"})
+
+
 def passes(data: pa.PolarsData, ok: pl.Expr) -> pl.LazyFrame:
     """A column check result: NULL raw values pass (requiredness is checked elsewhere)."""
     return data.lazyframe.select(pl.col(data.key).is_null() | ok.fill_null(False))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pandera.polars as pa
 import polars as pl
+from pandera.engines.polars_engine import DateTime
 
-from schemas.common import in_district, integer, iso_ts, parses, passes, rows_ok
+from schemas.common import in_district, integer, iso_ts, parsed, parsed_instant, parses, passes, rows_ok
 
 MEASURED_CAUSES = ["husspektakel", "indbrud_igang", "overfald_slagsmaal", "roeveri",
                    "spirituskoersel", "anden_politimaessig"]
@@ -22,6 +23,8 @@ STRING_FIELDS = ["haendelse_id", "modtaget", "disponeret", "fremme", "afsluttet"
 LITERAL_FIELDS = ["prioritet", "responstid_maalt", "kommunekode", "aflyst"]
 FIELDS = ["haendelse_id", "modtaget", "disponeret", "fremme", "afsluttet", "prioritet", "aarsag",
           "responstid_maalt", "kommunekode", "aflyst", "sidst_aendret", "journalnr"]
+TIMESTAMPS = ["modtaget", "disponeret", "fremme", "afsluttet", "sidst_aendret"]
+PARSE = dict.fromkeys(TIMESTAMPS, iso_ts)
 
 
 def boolean(col: str) -> pl.Expr:
@@ -45,11 +48,17 @@ class RawDispatch(pa.DataFrameModel):
     aflyst: str = pa.Field(nullable=False)
     sidst_aendret: str = pa.Field(nullable=False)
     journalnr: str = pa.Field(nullable=True)
+    # each timestamp parsed once before validation (schemas.common.with_parsed, PARSE above)
+    modtaget__parsed: DateTime = parsed_instant()
+    disponeret__parsed: DateTime = parsed_instant()
+    fremme__parsed: DateTime = parsed_instant()
+    afsluttet__parsed: DateTime = parsed_instant()
+    sidst_aendret__parsed: DateTime = parsed_instant()
 
     @pa.check("modtaget", "disponeret", "fremme", "afsluttet", "sidst_aendret",
               name="iso_timestamp_with_offset")
     def timestamps(cls, data):
-        return parses(data, iso_ts(data.key))
+        return parses(data, pl.col(parsed(data.key)))
 
     @pa.check("prioritet", name="prioritet_1_2_or_3")
     def priority(cls, data):
@@ -69,15 +78,15 @@ class RawDispatch(pa.DataFrameModel):
 
     @pa.dataframe_check(name="disponeret_not_before_modtaget")
     def dispatched_after_call(cls, data):
-        return rows_ok(data, iso_ts("disponeret") >= iso_ts("modtaget"))
+        return rows_ok(data, pl.col(parsed("disponeret")) >= pl.col(parsed("modtaget")))
 
     @pa.dataframe_check(name="fremme_not_before_modtaget")
     def on_scene_after_call(cls, data):
-        return rows_ok(data, iso_ts("fremme") >= iso_ts("modtaget"))
+        return rows_ok(data, pl.col(parsed("fremme")) >= pl.col(parsed("modtaget")))
 
     @pa.dataframe_check(name="fremme_at_most_24h_after_modtaget")
     def on_scene_within_a_day(cls, data):
-        return rows_ok(data, iso_ts("fremme") - iso_ts("modtaget") <= pl.duration(hours=24))
+        return rows_ok(data, pl.col(parsed("fremme")) - pl.col(parsed("modtaget")) <= pl.duration(hours=24))
 
     @pa.dataframe_check(name="responstid_maalt_only_for_measured_causes")
     def measured_only_six(cls, data):
@@ -88,16 +97,16 @@ class RawDispatch(pa.DataFrameModel):
 
 
 def cast(raw: pl.DataFrame) -> pl.DataFrame:
-    """Valid raw rows -> typed staged rows (timestamps as UTC instants)."""
+    """Valid rows (with their parsed columns) -> typed staged rows (timestamps as UTC instants)."""
     return raw.select(
         "line",
         "haendelse_id",
-        *[iso_ts(c).alias(c) for c in ("modtaget", "disponeret", "fremme", "afsluttet")],
+        *[pl.col(parsed(c)).alias(c) for c in ("modtaget", "disponeret", "fremme", "afsluttet")],
         integer("prioritet").cast(pl.Int32).alias("prioritet"),
         "aarsag",
         boolean("responstid_maalt").alias("responstid_maalt"),
         integer("kommunekode").cast(pl.Int32).alias("kommunekode"),
         boolean("aflyst").alias("aflyst"),
-        iso_ts("sidst_aendret").alias("sidst_aendret"),
+        pl.col(parsed("sidst_aendret")).alias("sidst_aendret"),
         "journalnr",
     )

@@ -11,6 +11,7 @@ ACTIVITIES = ["mobil_politistation", "tryghedsopfoelgning", "borgerraadgiver", "
               "foredrag", "faerdselskontrol"]
 KEY = None
 PII = ["note"]
+PARSE: dict = {}  # nothing costly to parse: checks and cast parse as they go
 COLUMNS = ["dato", "kommunekode", "aktivitet", "antal", "lokalomraade", "note"]
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pandera.polars as pa
 import polars as pl
+from pandera.engines.polars_engine import DateTime
 
-from schemas.common import in_district, integer, local_ts, parses, passes, rows_ok
+from schemas.common import in_district, integer, local_ts, parsed, parsed_instant, parses, passes, rows_ok
 
 LAW_AREAS = ["Straffelov", "Færdselslov", "Særlov"]
 KEY = "journalnr"
 PII = ["fritekst", "anmelder_cpr"]
 COLUMNS = ["journalnr", "anmeldt_tid", "gerningstid_fra", "kommunekode", "lovomraade",
            "overtraedelse", "sidst_aendret", "fritekst", "anmelder_cpr"]
+PARSE = {"anmeldt_tid": local_ts, "gerningstid_fra": local_ts, "sidst_aendret": local_ts}
 
 
 class RawReport(pa.DataFrameModel):
@@ -25,6 +27,10 @@ class RawReport(pa.DataFrameModel):
     lovomraade: str = pa.Field(nullable=False)
     overtraedelse: str = pa.Field(nullable=False)
     sidst_aendret: str = pa.Field(nullable=False)
+    # each timestamp parsed once before validation (schemas.common.with_parsed, PARSE above)
+    anmeldt_tid__parsed: DateTime = parsed_instant()
+    gerningstid_fra__parsed: DateTime = parsed_instant()
+    sidst_aendret__parsed: DateTime = parsed_instant()
 
     @pa.check("journalnr", name="journalnr_pattern")
     def journalnr_pattern(cls, data):
@@ -32,7 +38,7 @@ class RawReport(pa.DataFrameModel):
 
     @pa.check("anmeldt_tid", "gerningstid_fra", "sidst_aendret", name="local_timestamp")
     def timestamps(cls, data):
-        return parses(data, local_ts(data.key))
+        return parses(data, pl.col(parsed(data.key)))
 
     @pa.check("kommunekode", name="kommunekode_integer")
     def kommune_int(cls, data):
@@ -52,21 +58,21 @@ class RawReport(pa.DataFrameModel):
 
     @pa.dataframe_check(name="gerningstid_fra_not_after_anmeldt_tid")
     def began_before_reported(cls, data):
-        return rows_ok(data, local_ts("gerningstid_fra") <= local_ts("anmeldt_tid"))
+        return rows_ok(data, pl.col(parsed("gerningstid_fra")) <= pl.col(parsed("anmeldt_tid")))
 
     class Config:
         strict = True
 
 
 def cast(raw: pl.DataFrame) -> pl.DataFrame:
-    """Valid raw rows -> typed staged rows (timestamps as UTC instants)."""
+    """Valid rows (with their parsed columns) -> typed staged rows (timestamps as UTC instants)."""
     return raw.select(
         "line",
         "journalnr",
-        local_ts("anmeldt_tid").alias("anmeldt_tid"),
-        local_ts("gerningstid_fra").alias("gerningstid_fra"),
+        pl.col(parsed("anmeldt_tid")).alias("anmeldt_tid"),
+        pl.col(parsed("gerningstid_fra")).alias("gerningstid_fra"),
         integer("kommunekode").cast(pl.Int32).alias("kommunekode"),
         "lovomraade",
         "overtraedelse",
-        local_ts("sidst_aendret").alias("sidst_aendret"),
+        pl.col(parsed("sidst_aendret")).alias("sidst_aendret"),
     )

@@ -111,3 +111,28 @@ def test_random_bytes_never_crash_and_lose_nothing(tmp_path, body):
         return
     assert parsed.rows["line"].is_unique().all()
     assert set(parsed.rows["line"]).isdisjoint(set(parsed.broken["line"]))
+
+
+@pytest.mark.parametrize("source", ["reports", "outreach", "ambassadors"])
+def test_one_scan_of_many_files_equals_reading_each_file(small_landing, tmp_path, source):
+    """The sample's dirt (encodings, gzip, broken lines, wrong columns, a broken gzip, quoted line
+    breaks) read in one DuckDB scan gives each file exactly what reading it alone gives."""
+    paths = sorted(p for p in (small_landing / source).iterdir() if p.is_file())
+    together = readers.read_many(paths, SOURCES[source], tmp_path)
+    assert len(together) == len(paths)
+    kinds = set()
+    for path, outcome in zip(paths, together, strict=True):
+        try:
+            alone = readers.read_file(path, SOURCES[source], tmp_path)
+        except readers.Rejected as exc:
+            assert isinstance(outcome, readers.Rejected) and str(outcome) == str(exc), path.name
+            kinds.add("rejected")
+            continue
+        assert not isinstance(outcome, readers.Rejected), (path.name, outcome)
+        assert outcome.encoding == alone.encoding
+        assert outcome.rows.equals(alone.rows), path.name
+        assert outcome.broken.equals(alone.broken), path.name
+        kinds.add("broken" if len(alone.broken) else "clean")
+    if source == "reports":
+        assert kinds == {"rejected", "broken", "clean"}  # the sample has every case
+    assert not list(tmp_path.glob("*.csv"))  # transcoded copies are removed
