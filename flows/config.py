@@ -31,6 +31,8 @@ class Settings:
     # Audit's change check on closed months: flagged above change_share, blocking above the hard share.
     change_share: float = field(default_factory=lambda: _env_float("POLITIKPI_CHANGE_SHARE", 0.25))
     change_hard_share: float = field(default_factory=lambda: _env_float("POLITIKPI_CHANGE_HARD_SHARE", 0.5))
+    # A release is patched from the current one unless more than this share of input files changed.
+    patch_max_share: float = field(default_factory=lambda: _env_float("POLITIKPI_PATCH_MAX_SHARE", 0.25))
 
     def resolved(self) -> Settings:
         return Settings(
@@ -38,7 +40,7 @@ class Settings:
             warehouse=self.warehouse.resolve(), max_quarantine_share=self.max_quarantine_share,
             min_rows_for_threshold=self.min_rows_for_threshold, keep_releases=self.keep_releases,
             storage_version=self.storage_version, change_share=self.change_share,
-            change_hard_share=self.change_hard_share,
+            change_hard_share=self.change_hard_share, patch_max_share=self.patch_max_share,
         )
 
 

@@ -112,11 +112,12 @@ def point_stable_at(warehouse: Path, release_file: Path) -> None:
         os.close(fd)
 
 
-def publish(build_file: Path, warehouse: Path, entry: dict, keep: int) -> dict:
+def publish(build_file: Path, warehouse: Path, entry: dict, keep: int, sha256: str | None = None) -> dict:
     """Move the built file into releases/ (read-only), record it as current, swap the stable path.
 
     Order matters for crashes: (1) the file lands under releases/ (an orphan until listed),
-    (2) the manifest lists it as current, (3) the stable path is re-pointed. A crash between
+    (2) the manifest lists it as current, (3) the stable path is re-pointed. `sha256` is the
+    build file's hash if the caller computed it already (the file is final before publishing). A crash between
     (2) and (3) leaves the stable path on the previous complete release; `recover` (run by
     every refresh, rollback and verify) re-points it."""
     from flows.faults import hit
@@ -129,7 +130,7 @@ def publish(build_file: Path, warehouse: Path, entry: dict, keep: int) -> dict:
     if not target.exists():  # a hard link: the build stays where it is for a resumed run's cache
         os.link(build_file, target)
     hit("publish:after_move")
-    entry = {**entry, "file": f"releases/{target.name}", "sha256": file_sha256(target)}
+    entry = {**entry, "file": f"releases/{target.name}", "sha256": sha256 or file_sha256(target)}
     manifest = load_manifest(warehouse)
     manifest["releases"] = [r for r in manifest["releases"] if r["release_id"] != entry["release_id"]]
     manifest["releases"].append(entry)

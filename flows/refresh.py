@@ -35,6 +35,7 @@ from flows.stages import (  # noqa: E402
     state_key,
     threshold_summary,
     transform_build,
+    warm_imports,
     work_done,
 )
 
@@ -96,9 +97,10 @@ def load_state(results: list[extract.FileResult], state_dir: Path, workdir: Path
 
 
 @task(name="transform", cache_key_fn=task_key, **CACHE)
-def transform(settings: Settings, key: str) -> dict:
-    """Run the SQL models over the state into a new release file (not yet published)."""
-    built = transform_build(settings, key)
+def transform(settings: Settings, key: str, full: bool = False) -> dict:
+    """Run the SQL models over the state into a new release file (not yet published): a copy of
+    the current release patched where the changed files move it, or (full) every table anew."""
+    built = transform_build(settings, key, full)
     faults.hit("transform")
     return built
 
@@ -132,6 +134,8 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
         todo, refused, hashes = scan(settings.landing, settings.state)
         rebuild = extract.archived_entries(settings.state, None if full_refresh else reingest) \
             if (full_refresh or reingest) else {}
+        if todo or rebuild:
+            warm_imports()
         futures = [rebuild_source.with_options(refresh_cache=not work_done(workdir, key)).submit(
                        name, entries, settings.state, workdir, key=key)
                    for name, entries in rebuild.items() if entries
@@ -146,7 +150,8 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
         reset = [e["identity"] for entries in rebuild.values() for e in entries]
         load_state(results, settings.state, workdir, run_id, reset if full_refresh else [])
         key = state_key(settings)
-        built = transform.with_options(refresh_cache=not build_path(settings, key).exists())(settings, key=key)
+        built = transform.with_options(refresh_cache=not build_path(settings, key).exists())(
+            settings, key=key, full=bool(full_refresh or reingest))
         audited = audit.with_options(refresh_cache=not Path(built["docs"]).exists())(settings, built, key=key)
         entry = publish(settings, built, audited)
         cleanup(settings, key)

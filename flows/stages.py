@@ -8,7 +8,9 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -40,12 +42,36 @@ def file_results_key(kind: str, source: str, items: list, settings: Settings) ->
     return _hash(kind, source, items, publish.code_version(), str(settings.state))
 
 
+def reference_version() -> str:
+    return _hash([(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(reference_dir().glob("*.csv"))])
+
+
 def state_key(settings: Settings) -> str:
     """The state's version: every file held (identity, hash, status), code, format, reference data."""
     with state_connect(settings.state, read_only=True) as con:
         files = con.execute("select identity, sha256, status from files order by identity").fetchall()
-    reference = [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(reference_dir().glob("*.csv"))]
-    return _hash(files, publish.code_version(), settings.storage_version, reference, str(settings.state))
+    return _hash(files, publish.code_version(), settings.storage_version, reference_version(), str(settings.state))
+
+
+def patch_base(settings: Settings) -> tuple[Path, list[str], str] | None:
+    """The current release, if the new one may be patched from it: same code, storage format and
+    reference data, and few changed input files. Returns (its file, the changed identities, its id)."""
+    manifest = publish.load_manifest(settings.warehouse)
+    current = next((r for r in manifest["releases"] if r["release_id"] == manifest["current"]), None)
+    if current is None or current.get("storage_version") != settings.storage_version \
+            or current.get("code_version") != publish.code_version() \
+            or current.get("reference_version") != reference_version():
+        return None
+    base = settings.warehouse / current["file"]
+    if not base.is_file():
+        return None
+    with state_connect(settings.state, read_only=True) as con:
+        now = dict(con.execute("select identity, sha256 from files where status = 'ingested'").fetchall())
+    before = current["input_files"]
+    changed = sorted(k for k in now.keys() | before.keys() if now.get(k) != before.get(k))
+    if len(changed) > settings.patch_max_share * max(len(now), 1):
+        return None
+    return base, changed, current["release_id"]
 
 
 def work_done(workdir: Path, key: str) -> bool:
@@ -87,11 +113,15 @@ from state.files group by source order by source
 """
 
 
-def transform_build(settings: Settings, key: str) -> dict:
-    """Build the release file for this state version and write its `_release` row."""
+def transform_build(settings: Settings, key: str, full: bool = False) -> dict:
+    """Build the release file for this state version and write its `_release` row: patched from
+    the current release when it allows (patch_base), else built whole (always when `full`)."""
     path = build_path(settings, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    con, published = transform_mod.build_release(settings.state, path, settings.storage_version)
+    base = None if full else patch_base(settings)
+    build = {"kind": "full"} if base is None else {"kind": "patch", "base": base[2], "changed_files": len(base[1])}
+    con, published = transform_mod.build_release(settings.state, path, settings.storage_version,
+                                                 base=base and base[0], changed=base and base[1])
     try:
         inputs = dict(con.execute("select identity, sha256 from state.files where status = 'ingested' "
                                   "order by identity").fetchall())
@@ -107,6 +137,7 @@ def transform_build(settings: Settings, key: str) -> dict:
             "row_counts": {t: con.execute(f'select count(*) from "{t}"').fetchone()[0] for t in published},
             "validation_summary": {"pending": True},
             "quarantine_summary": {"sources": totals, "rejected_files": rejected},
+            "storage_version": settings.storage_version, "reference_version": reference_version(), "build": build,
         }
         publish.write_release_table(con, meta)
     finally:
@@ -150,9 +181,27 @@ def audit_build(settings: Settings, built: dict) -> dict:
     return summary
 
 
+def warm_imports() -> None:
+    """Import the audit's and the report's libraries on a background thread (Great Expectations
+    alone takes ~3 s) while extraction and the transform work in polars and DuckDB, which release
+    the GIL. Started only when a run has files to process: a run with nothing new never needs them."""
+    def run() -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        try:
+            import great_expectations  # noqa: F401
+
+            from flows.report import _plt
+
+            _plt()
+        except Exception:  # noqa: BLE001, S110 - the real import later reports any problem
+            pass
+
+    threading.Thread(target=run, name="politikpi-warm-imports", daemon=True).start()
+
+
 def publish_build(settings: Settings, built: dict, audited: dict) -> dict:
     """Publish the audited build (idempotent: an already-current release is left as it is)."""
-    with releases.warehouse_lock(settings.warehouse):
+    with releases.warehouse_lock(settings.warehouse), ThreadPoolExecutor(1) as pool:
         releases.recover(settings.warehouse)
         entry = {**built["meta"], "validation_summary": audited}
         manifest = publish.load_manifest(settings.warehouse)
@@ -163,8 +212,10 @@ def publish_build(settings: Settings, built: dict, audited: dict) -> dict:
         if not docs.exists():
             shutil.copytree(built["docs"], docs)
         entry["validation_summary"] = {**audited, "docs": str(docs / "index.html")}
+        sha256 = pool.submit(publish.file_sha256, Path(built["path"]))  # hashing releases the GIL: beside the report
         entry["report"] = str(write_release_report(Path(built["path"]), settings.warehouse, entry["release_id"]))
-        return publish.publish(Path(built["path"]), settings.warehouse, entry, settings.keep_releases)
+        return publish.publish(Path(built["path"]), settings.warehouse, entry, settings.keep_releases,
+                               sha256=sha256.result())
 
 
 def write_release_report(release_file: Path, warehouse: Path, release_id: str) -> Path | None:

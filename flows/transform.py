@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -47,13 +48,26 @@ def load_reference(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -
                 [str(folder / "population.csv")])
 
 
-def build_release(state_dir: Path, path: Path, storage_version: str,
-                  progress=None) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+def build_release(state_dir: Path, path: Path, storage_version: str, progress=None,
+                  base: Path | None = None, changed: list[str] | None = None,
+                  ) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     """Run every model into a new release file at path; returns the published tables.
 
-    The connection stays open for the audit; the caller closes it."""
-    con = open_build(path, storage_version)
-    con.execute(f"attach {quote_path(db_path(state_dir))} as state (read_only)")
+    With a base (the current release, built by the same code from an earlier state), the new
+    file starts as a copy of it and only what the changed input files move is recomputed
+    (sqlrunner.patch); the tables are the same as a full build's. The connection stays open for
+    the caller, who closes it."""
+    if base is None:
+        con = open_build(path, storage_version)
+        con.execute(f"attach {quote_path(db_path(state_dir))} as state (read_only)")
+        load_reference(con)
+        return con, sqlrunner.build(con, progress=progress)
+    path.unlink(missing_ok=True)
+    shutil.copyfile(base, path)  # a new file (the base is read-only and stays as it is)
+    os.chmod(path, 0o644)
+    con = duckdb.connect(config=duckdb_limits())
+    con.execute(f"attach {quote_path(path)} as release")
+    con.execute("use release")
+    con.execute(f"attach {quote_path(db_path(state_dir))} as state_db (read_only)")
     load_reference(con)
-    published = sqlrunner.build(con, progress=progress)
-    return con, published
+    return con, sqlrunner.patch(con, changed or [], progress=progress)
