@@ -149,9 +149,10 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
         summary = check_threshold(results, settings)
         reset = [e["identity"] for entries in rebuild.values() for e in entries]
         load_state(results, settings.state, workdir, run_id, reset if full_refresh else [])
-        key = state_key(settings)
+        full = bool(full_refresh or reingest)  # every table anew, never patched from the current release
+        key = state_key(settings, full)
         built = transform.with_options(refresh_cache=not build_path(settings, key).exists())(
-            settings, key=key, full=bool(full_refresh or reingest))
+            settings, key=key, full=full)
         audited = audit.with_options(refresh_cache=not Path(built["docs"]).exists())(settings, built, key=key)
         entry = publish(settings, built, audited)
         cleanup(settings, key)

@@ -46,11 +46,13 @@ def reference_version() -> str:
     return _hash([(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(reference_dir().glob("*.csv"))])
 
 
-def state_key(settings: Settings) -> str:
-    """The state's version: every file held (identity, hash, status), code, format, reference data."""
+def state_key(settings: Settings, full: bool = False) -> str:
+    """The state's version: every file held (identity, hash, status), code, format, reference data;
+    a full build (--full-refresh, --reingest) has its own key, so it is never a cached patch."""
     with state_connect(settings.state, read_only=True) as con:
         files = con.execute("select identity, sha256, status from files order by identity").fetchall()
-    return _hash(files, publish.code_version(), settings.storage_version, reference_version(), str(settings.state))
+    return _hash(files, publish.code_version(), settings.storage_version, reference_version(), str(settings.state),
+                 "full" if full else "")
 
 
 def patch_base(settings: Settings) -> tuple[Path, list[str], str] | None:

@@ -74,6 +74,10 @@ def states(tmp_path_factory, small_landing):
              and "eftersending" not in p.name and "udtraek" not in p.name and "12-31" not in p.name]
     for p in first:
         shutil.copy2(p, landing / p.relative_to(small_landing))
+    write_sample(root / "y2018", SampleSpec(years=(2018,), days=2))  # a year no later change touches
+    for folder in ("reports", "dispatches"):
+        for p in (root / "y2018" / folder).glob("2018-01-0*"):
+            shutil.copy2(p, landing / folder / p.name)
     ingest(landing, root / "state", root / "work")
     before = held(root / "state")
     tables = build(root / "state", root / "r1.duckdb")
@@ -101,7 +105,7 @@ def test_patched_release_equals_a_full_build(states):
     build(root / "state", root / "patched.duckdb", base=root / "r1.duckdb", changed=changed)
     diff = differences(root / "full.duckdb", root / "patched.duckdb", tables)
     assert {t: d for t, d in diff.items() if d[1] or d[2]} == {}
-    assert diff["fct_reports"][0] > 0 and diff["kpi_year_summary"][0] == 2  # 2019 and the new 2020
+    assert diff["fct_reports"][0] > 0 and diff["kpi_year_summary"][0] == 3  # 2018, 2019 and the new 2020
     with duckdb.connect(str(root / "r1.duckdb"), read_only=True) as con:  # the base is left as it was
         assert con.execute("select max(year) from kpi_year_summary").fetchone()[0] == 2019
 

@@ -150,21 +150,36 @@ def test_diff_shows_restated_history_and_changed_inputs(wh):
     assert result["inputs_changed"] == ["reports/2019-01-05.csv"] and not result["code_changed"]
     assert result["tables"]["kpi_reports"]["changed"] > 0
     assert result["tables"]["kpi_callouts"] == {"added": 0, "removed": 0, "changed": 0, "examples": []}
+    entry = next(r for r in load_manifest(root / "warehouse")["releases"] if r["release_id"] == b)
+    assert entry["build"] == {"kind": "patch", "base": a, "changed_files": 1}
+    patched = kpis(root / "warehouse")
+    out = cli("refresh", "--full-refresh", env=env)  # the same state, every table built anew
+    assert out.returncode == 0, out.stderr
+    manifest = load_manifest(root / "warehouse")
+    assert next(r for r in manifest["releases"] if r["release_id"] == manifest["current"])["build"]["kind"] == "full"
+    assert kpis(root / "warehouse") == patched
 
 
 def test_oldest_duckdb_command_line_opens_a_release(wh, tmp_path):
-    root, _ = wh
+    """Both a release built whole and one patched from it (a copy written by DuckDB 2.0)."""
+    root, env = wh
     shipped = Path(sys.prefix) / "bin" / "duckdb"
     if not shipped.exists():
         pytest.skip("duckdb-cli (dev extra) is not installed")
+    path = root / "landing" / "reports" / "2019-01-05.csv"
+    path.write_text(path.read_text(encoding="utf-8")[:5000].rsplit("\n", 1)[0] + "\n", encoding="utf-8")
+    assert cli("refresh", env=env).returncode == 0
+    manifest = load_manifest(root / "warehouse")
+    assert [r["build"]["kind"] for r in manifest["releases"]] == ["full", "patch"]
     binary = tmp_path / "duckdb-1.4"
     shutil.copy(shipped, binary)  # the wheel installs it without the executable bit
     binary.chmod(0o755)
     assert subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.startswith("v1.4")
-    out = subprocess.run([binary, "-readonly", "-csv", str(root / "warehouse" / "politikpi.duckdb"),
-                          "select count(*) > 0 from kpi_reports"], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("true")
+    for release in manifest["releases"]:
+        out = subprocess.run([binary, "-readonly", "-csv", str(root / "warehouse" / release["file"]),
+                              "select count(*) > 0 from kpi_reports"], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().endswith("true")
 
 
 def test_second_refresh_refuses_while_the_state_is_locked(wh):
