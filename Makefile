@@ -41,8 +41,8 @@ lint: venv
 
 ## make bench: the benchmarks (figures printed as tables); chaos and soak for the guarantees
 bench: venv
-	$(BIN)/python bench/extract_bench.py --scale 12
 	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/extract_bench.py
 
 chaos: venv
 	$(BIN)/python bench/chaos.py --kills 60

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,14 +34,18 @@ def median_time(fn, runs: int = 3, setup=None) -> tuple[float, list[float]]:
 
 
 def run_timed(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (MiB) of a command in its own process."""
+    """Wall seconds and peak RSS (MiB) of a command in its own process (this child's own rusage;
+    a forked child starts from its parent's high-water mark, so keep the parent small)."""
     started = time.perf_counter()
-    proc = subprocess.run([*cmd], env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed: {proc.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return elapsed, int(peak)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([*cmd], env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{cmd} failed: {err.read().decode(errors='replace')[-2000:]}")
+    return elapsed, int(usage.ru_maxrss / 1024)
 
 
 def ensure_sample(folder: Path, scale: int, years: str = "2019") -> Path:

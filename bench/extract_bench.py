@@ -1,7 +1,7 @@
 """Extraction + validation of report files against DuckDB alone reading the same files.
 
-    .venv/bin/python bench/extract_bench.py [--scale 49]   # 49 ~ 10 million report rows
-    .venv/bin/python bench/extract_bench.py --landing bench/out/national   # an existing landing folder
+    .venv/bin/python bench/extract_bench.py              # the national sample: 2015-2019 x12, ~11.9M reports
+    .venv/bin/python bench/extract_bench.py --scale 10 --years 2019    # one year x10, ~2.1M reports
 
 Baseline: DuckDB's read_csv of every report file (all columns as text) into a table: the floor
 for "read the files". Ours: politikpi's extract stage for the reports source (encoding check,
@@ -26,11 +26,13 @@ from flows import extract, readers  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=int, default=49)
+    parser.add_argument("--scale", type=int, default=12)
+    parser.add_argument("--years", default="2015-2019")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--landing", type=Path, help="read this landing folder instead of writing a sample")
     args = parser.parse_args()
-    landing = args.landing or ensure_sample(OUT / f"scale{args.scale}", args.scale)
+    # The same sample as bench/run_all.py's national scenario (written once, reused).
+    folder = "national" if (args.scale, args.years) == (12, "2015-2019") else f"scale{args.scale}"
+    landing = ensure_sample(OUT / folder, args.scale, args.years)
     files, _ = extract.scan_landing(landing)
     reports = [f for f in files if f.source == "reports"]
     readable = [str(landing / f.path) for f in reports if "udtraek" not in f.path and "eftersending" not in f.path]

@@ -184,17 +184,6 @@ def _line_numbers(valid_nl: np.ndarray, rejects: pl.DataFrame, first_line: int) 
     return lines[slots_valid], lines[rejects["slot"].to_numpy()] if len(rejects) else np.zeros(0)
 
 
-def _rejects(con: duckdb.DuckDBPyConnection, header: bool, table: str) -> pl.DataFrame:
-    return con.sql(f"""
-        select line - {int(header)} as slot,
-               min(error_type) as error_type,
-               any_value(strlen(csv_line)) as length,
-               any_value(sha256(csv_line)) as sha256,
-               any_value(strlen(csv_line) - strlen(replace(csv_line, chr(10), ''))) as nl
-        from {table} group by line order by line
-    """).pl()
-
-
 def _broken(rejects: pl.DataFrame, lines: np.ndarray, reason_of) -> pl.DataFrame:
     return pl.DataFrame({
         "line": lines.astype(np.int64),
@@ -253,14 +242,18 @@ def _scan_csv(con: duckdb.DuckDBPyConnection, files: list[_Prepared], source: So
                       columns={{{columns}}}, store_rejects=true, rejects_table='{rej}',
                       rejects_scan='{rej_scan}', strict_mode=true, max_line_size=1048576, filename=true)
     """, params=[[str(f.data) for f in files]]).to_arrow_table()
-    rejects = con.sql(f"""
-        select s.file_path as _file, e.line - 1 as slot, min(e.error_type) as error_type,
+    return pl.from_arrow(rows), _rejects_many(con, rej, rej_scan, header=True)
+
+
+def _rejects_many(con: duckdb.DuckDBPyConnection, rej: str, rej_scan: str, header: bool) -> pl.DataFrame:
+    """Rejected records per file: record slot, DuckDB's error type, and only length and hash of the text."""
+    return con.sql(f"""
+        select s.file_path as _file, e.line - {int(header)} as slot, min(e.error_type) as error_type,
                any_value(strlen(e.csv_line)) as length, any_value(sha256(e.csv_line)) as sha256,
                any_value(strlen(e.csv_line) - strlen(replace(e.csv_line, chr(10), ''))) as nl
         from {rej} as e join {rej_scan} as s using (scan_id, file_id)
         group by s.file_path, e.line order by s.file_path, e.line
     """).pl()
-    return pl.from_arrow(rows), rejects
 
 
 def _split_by_file(rows: pl.DataFrame, files: list[_Prepared]) -> dict[str, pl.DataFrame] | None:
@@ -293,38 +286,56 @@ def _csv_result(prepared: _Prepared, rows: pl.DataFrame, rejects: pl.DataFrame, 
 def read_csv_many(paths: list[Path], source: Source, tmpdir: Path, pool=None) -> list[Parsed | Rejected]:
     """Semicolon CSV files with a header row, parsed by one DuckDB scan; personal-data columns
     are never selected. Each file's outcome is its rows or why it was rejected whole."""
+    return _read_many(paths, source, tmpdir, pool, CSV)
+
+
+def read_jsonl_many(paths: list[Path], source: Source, tmpdir: Path, pool=None) -> list[Parsed | Rejected]:
+    """JSON Lines files, parsed by one DuckDB scan; a line that is not a JSON object is one broken row."""
+    return _read_many(paths, source, tmpdir, pool, JSONL)
+
+
+@dataclass(frozen=True)
+class _Format:
+    name: str
+    prepare: object  # (path, source, tmpdir) -> _Prepared, or raises Rejected
+    scan: object  # (con, prepared, source, rej, rej_scan) -> (rows with _file, rejects with _file)
+    result: object  # (prepared, its rows, its rejects, source) -> Parsed, or raises Rejected
+
+
+def _read_many(paths: list[Path], source: Source, tmpdir: Path, pool, fmt: _Format) -> list[Parsed | Rejected]:
     mapper = pool.map if pool is not None else map
 
     def prepare(path: Path) -> _Prepared | Rejected:
         try:
-            return _prepare_csv(path, source, tmpdir)
+            return fmt.prepare(path, source, tmpdir)
         except Rejected as exc:
             return exc
 
     prepared = list(mapper(prepare, paths))
     ready = [p for p in prepared if isinstance(p, _Prepared)]
     try:
-        outcome = _parse_prepared(ready, source)
+        outcome = _parse_prepared(ready, source, fmt)
     finally:
         for p in ready:
             if p.data != p.path:
                 p.data.unlink(missing_ok=True)
     if outcome is None:  # one file spoils the scan (or the order was lost): file by file
-        return [r if isinstance(r, Rejected) else read_csv_many([r.path], source, tmpdir)[0] for r in prepared]
+        return [r if isinstance(r, Rejected) else _read_many([r.path], source, tmpdir, None, fmt)[0]
+                for r in prepared]
     return [r if isinstance(r, Rejected) else outcome[r.path] for r in prepared]
 
 
-def _parse_prepared(ready: list[_Prepared], source: Source) -> dict[Path, Parsed | Rejected] | None:
+def _parse_prepared(ready: list[_Prepared], source: Source, fmt: _Format) -> dict[Path, Parsed | Rejected] | None:
     """Each prepared file's outcome from one scan; None when the scan must be redone file by file."""
     if not ready:
         return {}
     with _reader() as (con, (rej, rej_scan)):
         try:
-            rows, rejects = _scan_csv(con, ready, source, rej, rej_scan)
+            rows, rejects = fmt.scan(con, ready, source, rej, rej_scan)
         except duckdb.Error as exc:
             if len(ready) > 1:
                 return None
-            return {ready[0].path: Rejected(f"cannot be parsed as CSV: {str(exc).splitlines()[0][:200]}")}
+            return {ready[0].path: Rejected(f"cannot be parsed as {fmt.name}: {str(exc).splitlines()[0][:200]}")}
     by_file = _split_by_file(rows, ready)
     if by_file is None:
         if len(ready) == 1:
@@ -335,10 +346,13 @@ def _parse_prepared(ready: list[_Prepared], source: Source) -> dict[Path, Parsed
     for p in ready:
         mine = rejects_by.get((str(p.data),), rejects.clear())
         try:
-            outcome[p.path] = _csv_result(p, by_file.get(str(p.data), rows.clear()), mine, source)
+            outcome[p.path] = fmt.result(p, by_file.get(str(p.data), rows.clear()), mine, source)
         except Rejected as exc:
             outcome[p.path] = exc
     return outcome
+
+
+CSV = _Format("CSV", _prepare_csv, _scan_csv, _csv_result)
 
 
 def read_csv(path: Path, source: Source, tmpdir: Path) -> Parsed:
@@ -349,39 +363,42 @@ def read_csv(path: Path, source: Source, tmpdir: Path) -> Parsed:
     return result
 
 
-def read_jsonl(path: Path, source: Source, tmpdir: Path) -> Parsed:
-    """JSON Lines: each line one call-out; a line that is not a JSON object is one broken row."""
-    encoding = detect_encoding(path)
-    if encoding != "utf-8":
+def _prepare_jsonl(path: Path, source: Source, tmpdir: Path) -> _Prepared:
+    if detect_encoding(path) != "utf-8":
         raise Rejected("JSON Lines must be UTF-8")
+    return _Prepared(path, path, "utf-8")
+
+
+def _scan_jsonl(con: duckdb.DuckDBPyConnection, files: list[_Prepared], source: Source,
+                rej: str, rej_scan: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every line of several files as text (in file order), parsed as JSON where it is an object."""
     string_fields = set(source.schema.STRING_FIELDS)
     extract = ", ".join(
         f"obj ->> '$.{f}' as \"{f}\"" if f in string_fields
         else f"nullif(json_extract(obj, '$.{f}')::varchar, 'null') as \"{f}\""
         for f in source.schema.FIELDS
     )
-    with _reader() as (con, (rej, rej_scan)):
-        try:
-            table = con.sql(f"""
-                with lines as (
-                    select row_number() over () as slot, j
-                    from read_csv(?, delim=E'\\x01', quote='', escape='', header=false, auto_detect=false,
-                                  columns={{'j': 'VARCHAR'}}, store_rejects=true, rejects_table='{rej}',
-                                  rejects_scan='{rej_scan}', strict_mode=true, max_line_size=1048576)
-                ),
-                parsed as (
-                    select slot, j, case when json_valid(j) then
-                               case when json_type(j) = 'OBJECT' then j::json end end as obj
-                    from lines
-                )
-                select slot, j is null as blank, obj is not null as is_object,
-                       strlen(j) as length, sha256(j) as sha256, {extract}
-                from parsed
-            """, params=[str(path)]).to_arrow_table()
-        except duckdb.Error as exc:
-            raise Rejected(f"cannot be parsed as JSON Lines: {str(exc).splitlines()[0][:200]}") from None
-        rows = pl.from_arrow(table)
-        rejects = _rejects(con, header=False, table=rej)
+    rows = con.sql(f"""
+        with lines as (
+            select filename as _file, j
+            from read_csv(?, delim=E'\\x01', quote='', escape='', header=false, auto_detect=false,
+                          columns={{'j': 'VARCHAR'}}, store_rejects=true, rejects_table='{rej}',
+                          rejects_scan='{rej_scan}', strict_mode=true, max_line_size=1048576, filename=true)
+        ),
+        parsed as (
+            select _file, j, case when json_valid(j) then
+                       case when json_type(j) = 'OBJECT' then j::json end end as obj
+            from lines
+        )
+        select _file, j is null as blank, obj is not null as is_object,
+               case when obj is null then strlen(j) end as length,
+               case when obj is null then sha256(j) end as sha256, {extract}
+        from parsed
+    """, params=[[str(f.data) for f in files]]).to_arrow_table()
+    return pl.from_arrow(rows), _rejects_many(con, rej, rej_scan, header=False)
+
+
+def _jsonl_result(prepared: _Prepared, rows: pl.DataFrame, rejects: pl.DataFrame, source: Source) -> Parsed:
     valid_lines, reject_lines = _line_numbers(np.zeros(len(rows), dtype=np.int64), rejects, first_line=1)
     rows = rows.with_columns(line=pl.Series(valid_lines, dtype=pl.Int64)).filter(~pl.col("blank"))
     not_json = rows.filter(~pl.col("is_object")).select(
@@ -390,7 +407,18 @@ def read_jsonl(path: Path, source: Source, tmpdir: Path) -> Parsed:
     reason = lambda t: "line too long" if t == "LINE SIZE OVER MAXIMUM" else "not a valid JSON object"  # noqa: E731
     broken = pl.concat([not_json, _broken(rejects, reject_lines, reason)])
     records = rows.filter(pl.col("is_object")).select(["line", *source.raw_columns])
-    return Parsed(records, broken.sort("line"), encoding)
+    return Parsed(records, broken.sort("line"), prepared.encoding)
+
+
+JSONL = _Format("JSON Lines", _prepare_jsonl, _scan_jsonl, _jsonl_result)
+
+
+def read_jsonl(path: Path, source: Source, tmpdir: Path) -> Parsed:
+    """One JSON Lines file; raises Rejected if it cannot be read at all."""
+    result = read_jsonl_many([path], source, tmpdir)[0]
+    if isinstance(result, Rejected):
+        raise result
+    return result
 
 
 def _cell(value, column: str) -> str | None:
@@ -443,16 +471,17 @@ def read_file(path: Path, source: Source, tmpdir: Path) -> Parsed:
 
 
 def read_many(paths: list[Path], source: Source, tmpdir: Path, pool=None) -> list[Parsed | Rejected]:
-    """Several files of one source: the CSV files in one DuckDB scan, the rest file by file."""
-    is_csv = [not p.name.lower().endswith((".xlsx", ".jsonl", ".jsonl.gz")) for p in paths]
-    csv_results = iter(read_csv_many([p for p, c in zip(paths, is_csv, strict=True) if c], source, tmpdir, pool))
-    out: list[Parsed | Rejected] = []
-    for path, c in zip(paths, is_csv, strict=True):
-        if c:
-            out.append(next(csv_results))
-            continue
+    """Several files of one source: CSV files in one DuckDB scan, JSON Lines in another, xlsx
+    workbooks one by one; outcomes in the order of paths."""
+    kinds = ["xlsx" if p.name.lower().endswith(".xlsx") else
+             "jsonl" if p.name.lower().endswith((".jsonl", ".jsonl.gz")) else "csv" for p in paths]
+    outcomes: dict[int, Parsed | Rejected] = {}
+    for kind, reader in (("csv", read_csv_many), ("jsonl", read_jsonl_many)):
+        mine = [i for i, k in enumerate(kinds) if k == kind]
+        outcomes.update(zip(mine, reader([paths[i] for i in mine], source, tmpdir, pool), strict=True))
+    for i in (i for i, k in enumerate(kinds) if k == "xlsx"):
         try:
-            out.append(read_file(path, source, tmpdir))
+            outcomes[i] = read_xlsx(paths[i], source, tmpdir)
         except Rejected as exc:
-            out.append(exc)
-    return out
+            outcomes[i] = exc
+    return [outcomes[i] for i in range(len(paths))]
