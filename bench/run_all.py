@@ -156,6 +156,22 @@ def add_day(landing: Path, days: Path, day: str) -> None:
                 shutil.copy(path, landing / folder / path.name)
 
 
+def nights(landing: Path, root: Path, env: dict, scale: int, runs: int) -> tuple[list[float], list[float]]:
+    """Refreshes with no new files, then consecutive nights each bringing one new day (every
+    release patched from the last) — on a copy of the landing folder, against the same state."""
+    idle = [refresh(landing, root, env)[0] for _ in range(runs)]
+    nightly_landing = Path(tempfile.mkdtemp(prefix="politikpi-nightly-")) / "landing"
+    shutil.copytree(landing, nightly_landing)
+    days = next_days(scale, 2020, runs)
+    nightly = []
+    for k in range(1, runs + 1):
+        add_day(nightly_landing, days, f"2020-01-{k:02d}")
+        # A one-day sample carries the whole year's dirt in one day: the threshold would (rightly) stop it.
+        nightly.append(refresh(nightly_landing, root, dict(env, POLITIKPI_MAX_QUARANTINE_SHARE="1"))[0])
+    shutil.rmtree(nightly_landing.parent, ignore_errors=True)
+    return idle, nightly
+
+
 class Rows(list):
     """Rows of the result table; each is also printed as it is measured (a long run keeps its figures)."""
 
@@ -187,10 +203,15 @@ def main() -> None:
         if args.only in (None, 1):
             landing = ensure_sample(OUT / "district2019", 1)
             base, base_runs = baseline(landing, args.runs)
-            full, full_runs, peak, _ = full_refresh(landing, args.runs, env)
+            full, full_runs, peak, root = full_refresh(landing, args.runs, env)
             rows.append(["DuckDB alone, 2019 district (baseline)", f"{base:.1f}", fmt(base_runs), "", "", ""])
             rows.append(["(1) full refresh, 2019 district", f"{full:.1f}", fmt(full_runs), f"{full / base:.1f}x",
                          f"{peak:,}", ""])
+            idle, nightly = nights(landing, root, env, 1, args.runs)  # the same nights on a 1-year history
+            extra = statistics.median(nightly) - statistics.median(idle)
+            rows.append(["(3) nightly on the 2019 district (no new files / one new day)",
+                         f"{statistics.median(idle):.1f} / {statistics.median(nightly):.1f}", fmt(nightly),
+                         f"+{extra:.1f} s", "", "for comparison"])
         if args.only in (None, 2):
             landing = ensure_sample(OUT / "national", args.scale, "2015-2019")
             base, base_runs = baseline(landing, max(1, args.runs - 1))
@@ -199,15 +220,7 @@ def main() -> None:
                          "", "", ""])
             rows.append([f"(2) full refresh, national x{args.scale}", f"{full:.1f}", fmt(full_runs),
                          f"{full / base:.1f}x", f"{peak:,}", "target < 3x, < 4,096 MiB"])
-            idle = [refresh(landing, root, env)[0] for _ in range(args.runs)]
-            nightly_landing = Path(tempfile.mkdtemp(prefix="politikpi-nightly-")) / "landing"
-            shutil.copytree(landing, nightly_landing)
-            days = next_days(args.scale, 2020, args.runs)
-            nightly = []
-            for k in range(1, args.runs + 1):  # consecutive nights: each release patched from the last
-                add_day(nightly_landing, days, f"2020-01-{k:02d}")
-                # A one-day sample carries the whole year's dirt in one day: the threshold would (rightly) stop it.
-                nightly.append(refresh(nightly_landing, root, dict(env, POLITIKPI_MAX_QUARANTINE_SHARE="1"))[0])
+            idle, nightly = nights(landing, root, env, args.scale, args.runs)
             rows.append(["(4) no new files", f"{statistics.median(idle):.1f}", fmt(idle), "", "", "target < 10 s"])
             extra = statistics.median(nightly) - statistics.median(idle)
             rows.append(["(3) nightly: one new day", f"{statistics.median(nightly):.1f}", fmt(nightly),

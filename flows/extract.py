@@ -2,7 +2,8 @@
 
 Plain functions; flows/refresh.py wraps them in Prefect tasks. Nothing here writes the state
 database: a file's validated rows wait as Parquet in the run's work folder until the run has
-passed the failure threshold, then `load_file` applies each file in one transaction.
+passed the failure threshold, then `load_results` applies them to the state (each file wholly
+in or wholly out).
 """
 
 from __future__ import annotations
@@ -229,26 +230,41 @@ def archived_entries(state_dir: Path, pattern: str | None) -> dict[str, list[dic
     return out
 
 
+LOAD_BATCH_ROWS = 1_000_000  # rows applied per state transaction (several files at once)
+
+
 def load_results(con, results: list[FileResult], workdir: Path, run_id: str, reset: list[str]) -> int:
     """Apply outcomes in order, skipping files the state already holds in this version (a resumed
-    run); files being rebuilt (reset) are always re-applied. Returns how many were applied."""
+    run); files being rebuilt (reset) are always re-applied. Several files share a transaction
+    (each is wholly in or wholly out either way). Returns how many were applied."""
     held = {r[0]: r[1] for r in con.execute("select identity, sha256 from files").fetchall()}
-    applied = 0
-    for result in results:
-        if result.identity not in reset and held.get(result.identity) == result.sha256:
-            continue
-        load_file(con, result, run_id, workdir)
-        applied += 1
-    if applied:
+    todo = [r for r in results if r.identity in reset or held.get(r.identity) != r.sha256]
+    batch: list[FileResult] = []
+    for result in todo:
+        batch.append(result)
+        if sum(r.rows_read for r in batch) >= LOAD_BATCH_ROWS:
+            _load_batch(con, batch, run_id, workdir)
+            batch = []
+    if batch:
+        _load_batch(con, batch, run_id, workdir)
+    if todo:
         state.mark_corrections(con)
-    return applied
+    return len(todo)
 
 
-def load_file(con, result: FileResult, run_id: str, workdir: Path) -> None:
-    """Apply one file's outcome to the state database in a single transaction."""
-    if result.status == "ingested":
-        staged = pl.read_parquet(workdir / f"{result.sha256}.staged.parquet")
-        quarantined = pl.read_parquet(workdir / f"{result.sha256}.quarantine.parquet")
-    else:
-        staged = quarantined = pl.DataFrame()
-    state.apply_file(con, result.entry(run_id), staged, quarantined)
+def _load_batch(con, batch: list[FileResult], run_id: str, workdir: Path) -> None:
+    staged: dict[str, list[pl.DataFrame]] = {}
+    quarantined = []
+    for result in batch:
+        if result.status != "ingested":
+            continue
+        ident = pl.lit(result.identity)
+        frame = pl.read_parquet(workdir / f"{result.sha256}.staged.parquet")
+        if len(frame):
+            staged.setdefault(result.source, []).append(frame.with_columns(file_identity=ident))
+        frame = pl.read_parquet(workdir / f"{result.sha256}.quarantine.parquet")
+        if len(frame):
+            quarantined.append(frame.with_columns(source=pl.lit(result.source), file_identity=ident))
+    state.apply_files(con, [r.entry(run_id) for r in batch],
+                      {source: pl.concat(frames) for source, frames in staged.items()},
+                      pl.concat(quarantined) if quarantined else None, run_id)

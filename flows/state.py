@@ -93,33 +93,34 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def apply_file(con: duckdb.DuckDBPyConnection, entry: dict, staged: pl.DataFrame,
-               quarantined: pl.DataFrame) -> None:
-    """Withdraw what the file's earlier version contributed, then add this version: one transaction."""
-    source, identity = entry["source"], entry["identity"]
+FILES_SCHEMA = {
+    "identity": pl.String, "source": pl.String, "landing_path": pl.String, "sha256": pl.String,
+    "size_bytes": pl.Int64, "mtime_ns": pl.Int64, "encoding": pl.String, "status": pl.String, "reason": pl.String,
+    "rows_read": pl.Int64, "rows_staged": pl.Int64, "rows_quarantined": pl.Int64, "run_id": pl.String,
+}
+
+
+def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dict[str, pl.DataFrame],
+                quarantined: pl.DataFrame | None, run_id: str) -> None:
+    """In one transaction: withdraw what these files' earlier versions contributed, then add these
+    versions (staged rows per source and quarantined rows carry their `file_identity`)."""
+    files = pl.DataFrame(entries, schema=FILES_SCHEMA)
     con.execute("begin transaction")
     try:
-        for table in ("staged_reports", "staged_dispatches", "staged_outreach", "staged_ambassadors"):
-            con.execute(f"delete from {table} where file_identity = ?", [identity])
-        con.execute("delete from quarantine where file_identity = ?", [identity])
-        con.execute("delete from files where identity = ?", [identity])
-        if len(staged):
-            con.register("incoming_staged", staged)
-            con.execute(f"insert into staged_{source} by name "
-                        "select ? as file_identity, * from incoming_staged", [identity])
+        con.register("incoming_files", files)
+        for table in ("staged_reports", "staged_dispatches", "staged_outreach", "staged_ambassadors", "quarantine"):
+            con.execute(f"delete from {table} where file_identity in (select identity from incoming_files)")
+        con.execute("delete from files where identity in (select identity from incoming_files)")
+        for source, frame in staged.items():
+            con.register("incoming_staged", frame)
+            con.execute(f"insert into staged_{source} by name select * from incoming_staged")
             con.unregister("incoming_staged")
-        if len(quarantined):
+        if quarantined is not None and len(quarantined):
             con.register("incoming_quarantine", quarantined)
-            con.execute("insert into quarantine by name select ? as source, ? as file_identity, "
-                        "? as run_id, * from incoming_quarantine",
-                        [source, identity, entry["run_id"]])
+            con.execute("insert into quarantine by name select ? as run_id, * from incoming_quarantine", [run_id])
             con.unregister("incoming_quarantine")
-        columns = list(entry)
-        con.execute(
-            f"insert into files ({', '.join(columns)}, ingested_at) "
-            f"values ({', '.join('?' for _ in columns)}, now())",
-            [entry[c] for c in columns],
-        )
+        con.execute("insert into files by name select *, now() as ingested_at from incoming_files")
+        con.unregister("incoming_files")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
