@@ -30,11 +30,18 @@ def open_build(path: Path, storage_version: str) -> duckdb.DuckDBPyConnection:
     """A connection whose default database is a new release file in the given storage format."""
     if not STORAGE_VERSION.match(storage_version):
         raise ValueError(f"storage version must look like v1.1.0, got {storage_version!r}")
-    path.unlink(missing_ok=True)
+    remove_build(path)
     con = duckdb.connect(config=duckdb_limits())
     con.execute(f"attach {quote_path(path)} as release (storage_version '{storage_version}')")
     con.execute("use release")
     return con
+
+
+def remove_build(path: Path) -> None:
+    """An earlier attempt's build and its WAL (a run killed mid-build leaves both). DuckDB 2.0
+    already ignores a WAL written for another file (tried); removing it does not depend on that."""
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
 
 
 def load_reference(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> None:
@@ -62,7 +69,7 @@ def build_release(state_dir: Path, path: Path, storage_version: str, progress=No
         con.execute(f"attach {quote_path(db_path(state_dir))} as state (read_only)")
         load_reference(con)
         return con, sqlrunner.build(con, progress=progress)
-    path.unlink(missing_ok=True)
+    remove_build(path)
     shutil.copyfile(base, path)  # a new file (the base is read-only and stays as it is)
     os.chmod(path, 0o644)
     con = duckdb.connect(config=duckdb_limits())

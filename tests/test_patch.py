@@ -139,3 +139,4 @@ def test_a_model_reading_a_partly_patched_input_is_refused(tmp_path):
     con.execute("create table summary_x as select 1 as n")
     with pytest.raises(sqlrunner.ModelError, match="summary_x.sql: reads stg_x"):
         sqlrunner.patch(con, ["f1"], root=sql)
+
