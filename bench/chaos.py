@@ -97,6 +97,8 @@ def main() -> None:
         assert cli(clean, env, "refresh").wait() == 0, "clean refresh failed"
         duration = time.monotonic() - started
         reference = kpis(clean / "warehouse")
+        manifest = load_manifest(clean / "warehouse")
+        build = next(r for r in manifest["releases"] if r["release_id"] == manifest["current"])["build"]
         for i in range(args.kills):
             run = work / f"kill{i}"
             copy_tree(template, run)
@@ -116,8 +118,8 @@ def main() -> None:
                 counts["re-runs differing from a clean run"] += 1
             shutil.rmtree(run, ignore_errors=True)
     print(machine())
-    print(f"a clean refresh of the added week took {duration:.1f} s; kills spread over 0.2 s .. that, "
-          f"every fifth at a point inside publishing")
+    print(f"a clean refresh of the added week took {duration:.1f} s (its release: {build}); kills spread over "
+          f"0.2 s .. that, every fifth at a point inside publishing")
     print(table("chaos: SIGKILL to the refresh's process group", ["what", "count"],
                 [[k, v] for k, v in counts.items()]))
     shutil.rmtree(work, ignore_errors=True)

@@ -116,7 +116,8 @@ def test_patch_with_nothing_changed_is_the_base(states, tmp_path):
     # the state holds more now; with no changed files named, the facts stay as the base has them
     build(root / "state", tmp_path / "same.duckdb", base=tmp_path / "base.duckdb", changed=[])
     facts = ["fct_reports", "fct_callouts"]
-    assert all(d[1] == d[2] == 0 for d in differences(tmp_path / "base.duckdb", tmp_path / "same.duckdb", facts).values())
+    diff = differences(tmp_path / "base.duckdb", tmp_path / "same.duckdb", facts)
+    assert all(d[1] == d[2] == 0 for d in diff.values())
 
 
 def test_a_model_reading_a_partly_patched_input_is_refused(tmp_path):
