@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,54 +47,48 @@ class AuditFailed(RuntimeError):
         super().__init__("audit failed, nothing published: " + "; ".join(lines))
 
 
-def audit_frames(con: duckdb.DuckDBPyConnection, has_current: bool) -> list[tuple[str, object, bool]]:
-    """(frame name, pandas DataFrame, blocking) for every audited frame: DuckDB computes them all."""
-    frames = [(table, con.sql(f"select * from {table}").df(), True) for table in KEYS]
-    frames.append(("reconciliation", con.sql(RECONCILIATION_SQL).df(), True))
-    frames.append(("coverage", con.sql(COVERAGE_SQL).df(), True))
-    frames.append(("release_facts", con.sql(RELEASE_FACTS_SQL).df(), True))
-    frames.append(("days_without_data", con.sql(MISSING_DAYS_SQL).df(), False))
-    if has_current:
-        change = con.sql(CHANGE_SQL).df()
-        frames.append(("change_vs_current", change, True))
-        frames.append(("change_vs_current_flag", change, False))
-    return frames
-
-
-def expectations(name: str, hard_share: float, flag_share: float) -> list:
-    """The Great Expectations suite of one audited frame."""
+def _frames(con: duckdb.DuckDBPyConnection, has_current: bool, hard_share: float, flag_share: float) -> list:
+    """(frame name, DataFrame, expectations, blocking) for every audited frame."""
     import great_expectations as gx
 
     E = gx.expectations
-    if name in KEYS:
-        keys = KEYS[name]
+    frames = []
+    for table, keys in KEYS.items():
         exps = [E.ExpectColumnValuesToNotBeNull(column=k) for k in keys if not k.startswith("?")]
         keys = [k.lstrip("?") for k in keys]
         exps.append(E.ExpectCompoundColumnsToBeUnique(column_list=keys) if len(keys) > 1
                     else E.ExpectColumnValuesToBeUnique(column=keys[0]))
-    else:
-        exps = []
-    return exps + {
-        "kpi_reports": lambda: [E.ExpectColumnValuesToBeBetween(column="reports", min_value=0),
-                                E.ExpectColumnValuesToBeInSet(column="law_area",
-                                                              value_set=["Straffelov", "Færdselslov", "Særlov"])],
-        "kpi_callouts": lambda: [E.ExpectColumnValuesToBeBetween(column="callouts", min_value=0),
-                                 E.ExpectColumnValuesToBeInSet(column="priority", value_set=[1, 2, 3])],
-        "kpi_outreach": lambda: [E.ExpectColumnValuesToBeBetween(column="activities", min_value=0)],
-        "kpi_safety_ambassadors": lambda: [E.ExpectColumnValuesToBeBetween(column="ambassadors", min_value=0)],
-        "kpi_response_times": lambda: [
+        frames.append([table, con.sql(f"select * from {table}").df(), exps, True])
+    extra = {
+        "kpi_reports": [E.ExpectColumnValuesToBeBetween(column="reports", min_value=0),
+                        E.ExpectColumnValuesToBeInSet(column="law_area", value_set=["Straffelov", "Færdselslov", "Særlov"])],
+        "kpi_callouts": [E.ExpectColumnValuesToBeBetween(column="callouts", min_value=0),
+                         E.ExpectColumnValuesToBeInSet(column="priority", value_set=[1, 2, 3])],
+        "kpi_outreach": [E.ExpectColumnValuesToBeBetween(column="activities", min_value=0)],
+        "kpi_safety_ambassadors": [E.ExpectColumnValuesToBeBetween(column="ambassadors", min_value=0)],
+        "kpi_response_times": [
             *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=24 * 60)
               for c in ("mean_min", "median_min", "p90_min", "max_min")],
             E.ExpectColumnValuesToBeBetween(column="responses", min_value=1),
             E.ExpectColumnValuesToBeInSet(column="period_grain", value_set=["month", "quarter", "year"])],
-        "reconciliation": lambda: [E.ExpectColumnPairValuesToBeEqual(column_A="expected", column_B="actual")],
-        "coverage": lambda: [E.ExpectColumnValuesToBeBetween(column="missing_months", min_value=0, max_value=0)],
-        "release_facts": lambda: [E.ExpectColumnValuesToNotBeNull(column="data_through")],
-        "days_without_data": lambda: [E.ExpectTableRowCountToEqual(value=0)],
-        "change_vs_current": lambda: [E.ExpectColumnValuesToBeBetween(column="change_share", max_value=hard_share)],
-        "change_vs_current_flag": lambda: [E.ExpectColumnValuesToBeBetween(column="change_share",
-                                                                           max_value=flag_share)],
-    }.get(name, list)()
+    }
+    for frame in frames:
+        frame[2] += extra.get(frame[0], [])
+    frames.append(["reconciliation", con.sql(RECONCILIATION_SQL).df(),
+                   [E.ExpectColumnPairValuesToBeEqual(column_A="expected", column_B="actual")], True])
+    frames.append(["coverage", con.sql(COVERAGE_SQL).df(),
+                   [E.ExpectColumnValuesToBeBetween(column="missing_months", min_value=0, max_value=0)], True])
+    frames.append(["release_facts", con.sql(RELEASE_FACTS_SQL).df(),
+                   [E.ExpectColumnValuesToNotBeNull(column="data_through")], True])
+    frames.append(["days_without_data", con.sql(MISSING_DAYS_SQL).df(),
+                   [E.ExpectTableRowCountToEqual(value=0)], False])
+    if has_current:
+        change = con.sql(CHANGE_SQL).df()
+        frames.append(["change_vs_current", change,
+                       [E.ExpectColumnValuesToBeBetween(column="change_share", max_value=hard_share)], True])
+        frames.append(["change_vs_current_flag", change,
+                       [E.ExpectColumnValuesToBeBetween(column="change_share", max_value=flag_share)], False])
+    return frames
 
 
 def _detail(outcome, frame) -> str:
@@ -113,17 +104,8 @@ def _detail(outcome, frame) -> str:
 
 
 def audit(con: duckdb.DuckDBPyConnection, docs_dir: Path | None = None, has_current: bool = False,
-          hard_share: float = 0.5, flag_share: float = 0.25, auditor: Auditor | None = None) -> AuditResult:
-    """Validate the built release; blocking failures fail it, flags are recorded. With an
-    auditor (a process that has imported Great Expectations already) the frames go there."""
-    frames = audit_frames(con, has_current)
-    if auditor is not None:
-        return auditor.validate(frames, docs_dir, hard_share, flag_share)
-    return validate(frames, docs_dir, hard_share, flag_share)
-
-
-def validate(frames: list, docs_dir: Path | None, hard_share: float, flag_share: float) -> AuditResult:
-    """Great Expectations over the frames: one checkpoint each, then the Data Docs site once."""
+          hard_share: float = 0.5, flag_share: float = 0.25) -> AuditResult:
+    """Validate the built release; blocking failures fail it, flags are recorded."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
@@ -137,9 +119,8 @@ def validate(frames: list, docs_dir: Path | None, hard_share: float, flag_share:
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
     source = context.data_sources.add_pandas("release")
     result = AuditResult(success=True, docs=str(docs_dir / "index.html") if docs_dir else None)
-    for name, frame, blocking in frames:
-        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations(name, hard_share,
-                                                                                            flag_share)))
+    for name, frame, expectations, blocking in _frames(con, has_current, hard_share, flag_share):
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
         checkpoint = context.checkpoints.add(gx.Checkpoint(
@@ -158,54 +139,3 @@ def validate(frames: list, docs_dir: Path | None, hard_share: float, flag_share:
     if docs_dir:  # once, for every checkpoint run above (an action per checkpoint rebuilds the site each time)
         context.build_data_docs(site_names=["release"])
     return result
-
-
-class Auditor:
-    """Great Expectations in a process of its own (`python -m flows.audit`), started as soon as a
-    run has new files: its ~3 s import runs on another core while extraction, load and transform
-    run here, instead of competing for this process's GIL. One request: pickled frames in,
-    pickled AuditResult out. Any failure of the process falls back to validating in-process."""
-
-    def __init__(self) -> None:
-        env = dict(os.environ, GX_ANALYTICS_ENABLED="false")
-        self.proc = subprocess.Popen([sys.executable, "-m", "flows.audit"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-
-    def validate(self, frames: list, docs_dir: Path | None, hard_share: float, flag_share: float) -> AuditResult:
-        try:
-            out, _ = self.proc.communicate(pickle.dumps((frames, docs_dir, hard_share, flag_share)), timeout=600)
-            status, value = pickle.loads(out)
-        except Exception as exc:  # noqa: BLE001 - a broken helper must not decide the audit
-            self.close()
-            logging.getLogger("politikpi").warning("audit process failed (%s); auditing in-process", exc)
-            return validate(frames, docs_dir, hard_share, flag_share)
-        if status != "ok":
-            raise RuntimeError(f"audit process: {value}")
-        return value
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def _serve_one() -> None:
-    """The auditor process: import Great Expectations, then answer one request on stdin."""
-    import great_expectations  # noqa: F401 - the point of this process: import before the request
-
-    request = sys.stdin.buffer.read()
-    if not request:  # the parent went away (or had nothing to audit)
-        return
-    frames, docs_dir, hard_share, flag_share = pickle.loads(request)
-    try:
-        reply = ("ok", validate(frames, docs_dir, hard_share, flag_share))
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        reply = ("error", f"{type(exc).__name__}: {exc}")
-    sys.stdout.buffer.write(pickle.dumps(reply))
-    sys.stdout.buffer.flush()
-
-
-if __name__ == "__main__":  # run as `python -m flows.audit`: answer with the importable module's classes
-    from flows.audit import _serve_one as serve
-
-    serve()

@@ -168,8 +168,7 @@ def audit_build(settings: Settings, built: dict) -> dict:
         if has_current:
             con.execute(f"attach {transform_mod.quote_path(stable)} as current (read_only)")
         shutil.rmtree(docs, ignore_errors=True)
-        result = run_audit(con, docs, has_current, settings.change_hard_share, settings.change_share,
-                           auditor=take_auditor())
+        result = run_audit(con, docs, has_current, settings.change_hard_share, settings.change_share)
         summary = result.summary()
         if not result.success:
             kept = settings.state / "audits" / path.stem
@@ -184,21 +183,15 @@ def audit_build(settings: Settings, built: dict) -> dict:
     return summary
 
 
-_AUDITOR: list = []  # the audit process started for this run, if any (used once)
-
-
 def warm_imports() -> None:
-    """Start what the audit and the report need while extraction and the transform run: Great
-    Expectations in a process of its own (its import alone takes ~3 s of CPU; in this process it
-    would compete for the GIL), matplotlib on a thread. Only when a run has files to process: a
-    run with nothing new never needs them."""
-    from flows.audit import Auditor
-
-    if not _AUDITOR:
-        _AUDITOR.append(Auditor())
-
+    """Import the audit's and the report's libraries on a background thread (Great Expectations
+    alone takes ~3 s) while extraction and the transform work in polars and DuckDB, which release
+    the GIL. Started only when a run has files to process: a run with nothing new never needs them."""
     def run() -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         try:
+            import great_expectations  # noqa: F401
+
             from flows.report import _plt
 
             _plt()
@@ -206,10 +199,6 @@ def warm_imports() -> None:
             pass
 
     threading.Thread(target=run, name="politikpi-warm-imports", daemon=True).start()
-
-
-def take_auditor():
-    return _AUDITOR.pop() if _AUDITOR else None
 
 
 def publish_build(settings: Settings, built: dict, audited: dict) -> dict:
