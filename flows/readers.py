@@ -228,8 +228,8 @@ def _prepare_csv(path: Path, source: Source, tmpdir: Path) -> _Prepared:
 
 def _scan_csv(con: duckdb.DuckDBPyConnection, files: list[_Prepared], source: Source,
               rej: str, rej_scan: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """One DuckDB scan of several files (in parallel, order kept): rows with their file's index
-    and whether a record spans lines (the line-break count is computed only for those)."""
+    """One DuckDB scan of several files (in parallel, order kept): rows with their file's name and
+    the line breaks inside each record (counted only for records that contain one)."""
     expected = source.schema.COLUMNS
     columns = ", ".join(f"'{c}': 'VARCHAR'" for c in expected)
     keep = ", ".join(f'"{c}"' for c in source.raw_columns)
@@ -283,17 +283,6 @@ def _csv_result(prepared: _Prepared, rows: pl.DataFrame, rejects: pl.DataFrame, 
     return Parsed(rows.select(["line", *source.raw_columns]), broken, prepared.encoding)
 
 
-def read_csv_many(paths: list[Path], source: Source, tmpdir: Path, pool=None) -> list[Parsed | Rejected]:
-    """Semicolon CSV files with a header row, parsed by one DuckDB scan; personal-data columns
-    are never selected. Each file's outcome is its rows or why it was rejected whole."""
-    return _read_many(paths, source, tmpdir, pool, CSV)
-
-
-def read_jsonl_many(paths: list[Path], source: Source, tmpdir: Path, pool=None) -> list[Parsed | Rejected]:
-    """JSON Lines files, parsed by one DuckDB scan; a line that is not a JSON object is one broken row."""
-    return _read_many(paths, source, tmpdir, pool, JSONL)
-
-
 @dataclass(frozen=True)
 class _Format:
     name: str
@@ -303,6 +292,8 @@ class _Format:
 
 
 def _read_many(paths: list[Path], source: Source, tmpdir: Path, pool, fmt: _Format) -> list[Parsed | Rejected]:
+    """Files of one format parsed by one DuckDB scan (personal-data columns never selected); each
+    file's outcome is its rows or why it was rejected whole."""
     mapper = pool.map if pool is not None else map
 
     def prepare(path: Path) -> _Prepared | Rejected:
@@ -355,14 +346,6 @@ def _parse_prepared(ready: list[_Prepared], source: Source, fmt: _Format) -> dic
 CSV = _Format("CSV", _prepare_csv, _scan_csv, _csv_result)
 
 
-def read_csv(path: Path, source: Source, tmpdir: Path) -> Parsed:
-    """One CSV file; raises Rejected if it cannot be read at all."""
-    result = read_csv_many([path], source, tmpdir)[0]
-    if isinstance(result, Rejected):
-        raise result
-    return result
-
-
 def _prepare_jsonl(path: Path, source: Source, tmpdir: Path) -> _Prepared:
     if detect_encoding(path) != "utf-8":
         raise Rejected("JSON Lines must be UTF-8")
@@ -413,14 +396,6 @@ def _jsonl_result(prepared: _Prepared, rows: pl.DataFrame, rejects: pl.DataFrame
 JSONL = _Format("JSON Lines", _prepare_jsonl, _scan_jsonl, _jsonl_result)
 
 
-def read_jsonl(path: Path, source: Source, tmpdir: Path) -> Parsed:
-    """One JSON Lines file; raises Rejected if it cannot be read at all."""
-    result = read_jsonl_many([path], source, tmpdir)[0]
-    if isinstance(result, Rejected):
-        raise result
-    return result
-
-
 def _cell(value, column: str) -> str | None:
     if value is None:
         return None
@@ -460,26 +435,34 @@ def read_xlsx(path: Path, source: Source, tmpdir: Path) -> Parsed:
     return Parsed(pl.DataFrame(out, schema=schema), pl.DataFrame(schema=BROKEN_SCHEMA), "xlsx")
 
 
-def read_file(path: Path, source: Source, tmpdir: Path) -> Parsed:
-    """Dispatch on the file's format; raises Rejected for a file that cannot be read at all."""
+def _format_of(path: Path) -> _Format | None:
+    """The DuckDB-read format of a file by its name; None for an xlsx workbook."""
     name = path.name.lower()
     if name.endswith(".xlsx"):
+        return None
+    return JSONL if name.endswith((".jsonl", ".jsonl.gz")) else CSV
+
+
+def read_file(path: Path, source: Source, tmpdir: Path) -> Parsed:
+    """One file, by its format; raises Rejected for a file that cannot be read at all."""
+    fmt = _format_of(path)
+    if fmt is None:
         return read_xlsx(path, source, tmpdir)
-    if name.endswith((".jsonl", ".jsonl.gz")):
-        return read_jsonl(path, source, tmpdir)
-    return read_csv(path, source, tmpdir)
+    result = _read_many([path], source, tmpdir, None, fmt)[0]
+    if isinstance(result, Rejected):
+        raise result
+    return result
 
 
 def read_many(paths: list[Path], source: Source, tmpdir: Path, pool=None) -> list[Parsed | Rejected]:
     """Several files of one source: CSV files in one DuckDB scan, JSON Lines in another, xlsx
     workbooks one by one; outcomes in the order of paths."""
-    kinds = ["xlsx" if p.name.lower().endswith(".xlsx") else
-             "jsonl" if p.name.lower().endswith((".jsonl", ".jsonl.gz")) else "csv" for p in paths]
+    formats = [_format_of(p) for p in paths]
     outcomes: dict[int, Parsed | Rejected] = {}
-    for kind, reader in (("csv", read_csv_many), ("jsonl", read_jsonl_many)):
-        mine = [i for i, k in enumerate(kinds) if k == kind]
-        outcomes.update(zip(mine, reader([paths[i] for i in mine], source, tmpdir, pool), strict=True))
-    for i in (i for i, k in enumerate(kinds) if k == "xlsx"):
+    for fmt in (CSV, JSONL):
+        mine = [i for i, f in enumerate(formats) if f is fmt]
+        outcomes.update(zip(mine, _read_many([paths[i] for i in mine], source, tmpdir, pool, fmt), strict=True))
+    for i in (i for i, f in enumerate(formats) if f is None):
         try:
             outcomes[i] = read_xlsx(paths[i], source, tmpdir)
         except Rejected as exc:

@@ -120,10 +120,14 @@ def transform_build(settings: Settings, key: str, full: bool = False) -> dict:
     the current release when it allows (patch_base), else built whole (always when `full`)."""
     path = build_path(settings, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    base = None if full else patch_base(settings)
-    build = {"kind": "full"} if base is None else {"kind": "patch", "base": base[2], "changed_files": len(base[1])}
+    patchable = None if full else patch_base(settings)
+    if patchable is None:
+        base_file, changed, build = None, None, {"kind": "full"}
+    else:
+        base_file, changed, base_id = patchable
+        build = {"kind": "patch", "base": base_id, "changed_files": len(changed)}
     con, published = transform_mod.build_release(settings.state, path, settings.storage_version,
-                                                 base=base and base[0], changed=base and base[1])
+                                                 base=base_file, changed=changed)
     try:
         inputs = dict(con.execute("select identity, sha256 from state.files where status = 'ingested' "
                                   "order by identity").fetchall())
