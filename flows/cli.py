@@ -376,30 +376,13 @@ def serve(
 
     Starts `prefect server start --host 127.0.0.1` unless --no-server, then serves the `refresh`
     flow as deployment `refresh/nightly` with a cron schedule (default 02:00 Europe/Copenhagen)."""
-    import os
+    from flows.server import ServeError, serve_nightly
 
-    from flows.server import local_server
-
-    with local_server(port) if start_server else _nullcontext() as api_url:
-        if api_url:
-            os.environ["PREFECT_API_URL"] = api_url
-        from prefect.schedules import Cron
-
-        from flows.refresh import refresh as refresh_flow
-
-        console.print(f"serving refresh/nightly ({cron}, {timezone}) against {os.environ.get('PREFECT_API_URL')}",
-                      soft_wrap=True)
-        refresh_flow.serve(
-            name="nightly", schedules=[Cron(cron, timezone=timezone)], global_limit=1,
-            parameters={"landing": str(landing.resolve()), "state_dir": str(state.resolve()),
-                        "warehouse": str(warehouse.resolve())},
-            description="Nightly politikpi refresh", print_starting_message=False)
-
-
-def _nullcontext():
-    from contextlib import nullcontext
-
-    return nullcontext(None)
+    try:
+        serve_nightly(landing, state, warehouse, cron=cron, timezone=timezone, port=port,
+                      start_server=start_server, say=lambda text: console.print(text, soft_wrap=True))
+    except ServeError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

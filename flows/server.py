@@ -43,3 +43,27 @@ def local_server(port: int = 4200, home: Path | None = None):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+class ServeError(RuntimeError):
+    """`politikpi serve` cannot start; the message says why and where the log is."""
+
+
+def serve_nightly(landing: Path, state: Path, warehouse: Path, cron: str, timezone: str, port: int,
+                  start_server: bool, say=print) -> None:
+    """Serve the refresh flow as deployment `refresh/nightly` (on a server started here, or PREFECT_API_URL)."""
+    from contextlib import nullcontext
+
+    with local_server(port) if start_server else nullcontext(None) as api_url:
+        if api_url:
+            os.environ["PREFECT_API_URL"] = api_url
+        from prefect.schedules import Cron
+
+        from flows.refresh import refresh as refresh_flow
+
+        say(f"serving refresh/nightly ({cron}, {timezone}) against {os.environ.get('PREFECT_API_URL')}")
+        refresh_flow.serve(
+            name="nightly", schedules=[Cron(cron, timezone=timezone)], global_limit=1,
+            parameters={"landing": str(landing.resolve()), "state_dir": str(state.resolve()),
+                        "warehouse": str(warehouse.resolve())},
+            description="Nightly politikpi refresh", print_starting_message=False)
