@@ -45,25 +45,42 @@ def _changes(settings: Settings, release_id: str) -> list[str]:
     return lines
 
 
+def verdict(outcome: dict) -> str:
+    """The run's outcome in one line (the CLI's last line, the artifact's title)."""
+    release, pin = outcome["release"] or {}, outcome.get("pinned") or {}
+    if outcome["status"] == "unchanged":
+        return f"nothing new; release {release.get('release_id')} stays current"
+    if outcome["status"] == "pinned":
+        return (f"release {pin.get('release_id')} is pinned (rollback at {pin.get('at')}): new data staged, "
+                "nothing published; run `politikpi unpin` to publish again")
+    return f"published release {release.get('release_id')} (data through {release.get('data_through')})"
+
+
 def summary_markdown(outcome: dict, settings: Settings) -> str:
     release = outcome["release"]
+    if outcome["status"] != "published":
+        return "\n".join([f"# politikpi refresh: {verdict(outcome)}", "", *_rows_and_rejected(outcome)])
     audit = release.get("validation_summary", {})
     lines = [f"# politikpi refresh: release `{release['release_id']}`", "",
              f"Data through **{release.get('data_through')}**; code `{release.get('code_version')}`.", "",
              f"KPI report: [{release.get('report')}](file://{release.get('report')})", "",
              "## Headline", *_headline(settings.warehouse / publish.STABLE), "",
              "## What changed since the last release", *_changes(settings, release["release_id"]), "",
-             "## Rows this run (new or re-delivered files)",
-             "| source | files | read | staged | quarantined | share |", "|---|---:|---:|---:|---:|---:|"]
-    for name, s in outcome["sources"].items():
-        lines.append(f"| {name} | {s['files']} | {s['read']:,} | {s['staged']:,} | {s['quarantined']:,} | {s['share']:.2%} |")
-    lines += ["", "## Rejected files"]
-    lines += [f"- `{r['file']}`: {r['reason']}" for r in outcome["rejected"]] or ["None."]
+             *_rows_and_rejected(outcome)]
     lines += ["", "## Audit (Great Expectations)",
               f"{audit.get('checks', '?')} checks, {audit.get('failed', '?')} failed, "
               f"{len(audit.get('flagged', []))} flagged. Data Docs: `{audit.get('docs')}`"]
     lines += [f"- flagged: {f['frame']} {f['expectation']} {f['detail'][:200]}" for f in audit.get("flagged", [])[:10]]
     return "\n".join(lines)
+
+
+def _rows_and_rejected(outcome: dict) -> list[str]:
+    lines = ["## Rows this run (new or re-delivered files)",
+             "| source | files | read | staged | quarantined | share |", "|---|---:|---:|---:|---:|---:|"]
+    for name, s in outcome["sources"].items():
+        lines.append(f"| {name} | {s['files']} | {s['read']:,} | {s['staged']:,} | {s['quarantined']:,} | {s['share']:.2%} |")
+    lines += ["", "## Rejected files"]
+    return lines + ([f"- `{r['file']}`: {r['reason']}" for r in outcome["rejected"]] or ["None."])
 
 
 def quarantine_table(settings: Settings) -> list[dict]:

@@ -88,6 +88,7 @@ def refresh(
         import duckdb
 
         from flows.audit import AuditFailed
+        from flows.publish import ManifestError, PublishRefused
         from flows.refresh import ThresholdExceeded
         from flows.refresh import refresh as refresh_flow
         from flows.state import StateBusy
@@ -101,6 +102,8 @@ def refresh(
             fail(f"{exc} (Data Docs: {exc.result.docs})", EXIT_DATA_QUALITY)
         except StateBusy as exc:
             fail(str(exc), EXIT_BUSY)
+        except (ManifestError, PublishRefused) as exc:
+            fail(str(exc))
         except OSError as exc:  # disk full, read-only or missing folders: say which path
             fail(f"{exc.strerror or exc} ({exc.filename or 'warehouse or state folder'}); the current release "
                  "stays current; fix it and re-run `politikpi refresh`")
@@ -111,10 +114,10 @@ def refresh(
                 raise
             fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (the current release stays "
                  "current; re-run with --verbose for details)")
+    from flows.artifacts import verdict
+
     print_run_summary(result)
-    release = result["release"]
-    console.print(f"[bold green]OK[/]: published release {release['release_id']} "
-                  f"(data through {release['data_through']}) in {time.monotonic() - started:.1f} s", soft_wrap=True)
+    console.print(f"[bold green]OK[/]: {verdict(result)} in {time.monotonic() - started:.1f} s", soft_wrap=True)
     exit_now(0)
 
 

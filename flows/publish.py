@@ -83,11 +83,24 @@ def close_build(con: duckdb.DuckDBPyConnection) -> None:
     con.close()
 
 
+class ManifestError(RuntimeError):
+    """manifest.json cannot be read; `politikpi repair` rebuilds it from the release files."""
+
+
 def load_manifest(warehouse: Path) -> dict:
     path = warehouse / "manifest.json"
     if not path.exists():
         return {"current": None, "releases": []}
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest.get("releases"), list) or not all(
+                isinstance(r, dict) and RELEASE_ID.match(str(r.get("release_id"))) for r in manifest["releases"]):
+            raise ValueError("its releases are not a list of release entries")
+    except (ValueError, AttributeError) as exc:
+        raise ManifestError(f"{path} cannot be read ({str(exc).splitlines()[0][:120]}); "
+                            "run `politikpi repair` to rebuild it from the release files") from None
+    manifest.setdefault("current", None)
+    return manifest
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -112,14 +125,34 @@ def point_stable_at(warehouse: Path, release_file: Path) -> None:
         os.close(fd)
 
 
+class PublishRefused(RuntimeError):
+    """Publishing would make the warehouse lie (a cached build that is not what it claims to be)."""
+
+
+def sidecar_path(warehouse: Path, release_id: str) -> Path:
+    """`releases/<id>.json`: the release's manifest entry, written once and read-only, so a
+    tampered or lost manifest can be rebuilt (`politikpi repair`) and a changed file told apart."""
+    return warehouse / "releases" / f"{release_id}.json"
+
+
+def write_sidecar(warehouse: Path, entry: dict) -> None:
+    path = sidecar_path(warehouse, entry["release_id"])
+    if path.exists():
+        return
+    _write_atomic(path, json.dumps(entry, indent=2, ensure_ascii=False, default=str))
+    os.chmod(path, 0o444)
+
+
 def publish(build_file: Path, warehouse: Path, entry: dict, keep: int, sha256: str | None = None) -> dict:
     """Move the built file into releases/ (read-only), record it as current, swap the stable path.
 
     Order matters for crashes: (1) the file lands under releases/ (an orphan until listed),
-    (2) the manifest lists it as current, (3) the stable path is re-pointed. `sha256` is the
-    build file's hash if the caller computed it already (the file is final before publishing). A crash between
-    (2) and (3) leaves the stable path on the previous complete release; `recover` (run by
-    every refresh, rollback and verify) re-points it."""
+    (2) the manifest lists it as current, (3) its sidecar records it as published, (4) the
+    stable path is re-pointed. `sha256` is the build file's hash if the caller computed it
+    already (the file is final before publishing). A crash between (1) and (3) leaves an
+    unlisted file with no sidecar, which `recover` removes (nobody could have seen it); a crash
+    before (4) leaves the stable path on the previous complete release; `recover` (run by every
+    refresh, rollback and verify) re-points it and writes a missing sidecar."""
     from flows.faults import hit
 
     releases = warehouse / "releases"
@@ -129,6 +162,9 @@ def publish(build_file: Path, warehouse: Path, entry: dict, keep: int, sha256: s
     hit("publish:before_move")
     if not target.exists():  # a hard link: the build stays where it is for a resumed run's cache
         os.link(build_file, target)
+    elif not os.path.samefile(target, build_file):
+        raise PublishRefused(f"{target} exists and is not this run's build; nothing published "
+                             "(run `politikpi verify`)")
     hit("publish:after_move")
     entry = {**entry, "file": f"releases/{target.name}", "sha256": sha256 or file_sha256(target)}
     manifest = load_manifest(warehouse)
@@ -137,6 +173,7 @@ def publish(build_file: Path, warehouse: Path, entry: dict, keep: int, sha256: s
     manifest["current"] = entry["release_id"]
     write_manifest(warehouse, manifest)
     hit("publish:after_manifest")
+    write_sidecar(warehouse, entry)
     point_stable_at(warehouse, target)
     hit("publish:after_swap")
     prune(warehouse, keep)
@@ -151,12 +188,14 @@ def prune(warehouse: Path, keep: int) -> list[str]:
     """Keep the newest `keep` releases and always the current one; delete the rest."""
     manifest = load_manifest(warehouse)
     ordered = sorted(manifest["releases"], key=lambda r: r["release_id"])
-    keep_ids = {r["release_id"] for r in ordered[-max(keep, 1):]} | {manifest["current"]}
+    keep_ids = {r["release_id"] for r in ordered[-max(keep, 1):]} | {manifest["current"]} \
+        | {(manifest.get("pinned") or {}).get("release_id")}
     removed = [r for r in ordered if r["release_id"] not in keep_ids]
     manifest["releases"] = [r for r in ordered if r["release_id"] in keep_ids]
     write_manifest(warehouse, manifest)
     for r in removed:
         (warehouse / r["file"]).unlink(missing_ok=True)
+        sidecar_path(warehouse, r["release_id"]).unlink(missing_ok=True)
         shutil.rmtree(warehouse / "docs" / r["release_id"], ignore_errors=True)
         (warehouse / "reports" / f"{r['release_id']}.html").unlink(missing_ok=True)
     return [r["release_id"] for r in removed]

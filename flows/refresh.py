@@ -18,23 +18,27 @@ prefect_defaults()
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
-from flows import extract, faults, state  # noqa: E402
+from flows import extract, faults, releases, state  # noqa: E402
 from flows.config import Settings  # noqa: E402
 from flows.sources import SOURCES  # noqa: E402
 from flows.stages import (  # noqa: E402
     CACHE,
+    Pinned,
     ThresholdExceeded,
     audit_build,
-    build_path,
+    build_matches,
     cleanup,
+    current_release,
     file_results_key,
     mark_work_done,
     notify_failure,
     publish_build,
+    results_dir,
     run_artifacts,
     state_key,
     threshold_summary,
     transform_build,
+    unchanged_release,
     warm_imports,
     work_done,
 )
@@ -125,41 +129,73 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
     """Nightly refresh: landing files in, an audited release of the KPI warehouse out.
 
     full_refresh re-validates every archived file; reingest (a glob on file identities, e.g.
-    "reports/2019-03-*") re-validates the matching archived files after a rule change."""
+    "reports/2019-03-*") re-validates the matching archived files after a rule change.
+    A run with nothing new publishes nothing ("unchanged"); a pinned release (rollback) stays
+    current and new data is only staged ("pinned")."""
     settings = Settings(Path(landing), Path(state_dir), Path(warehouse)).resolved()
     logger = get_run_logger()
     run_id = str(flow_run.get_id() or dt.datetime.now(dt.UTC).strftime("local-%Y%m%dT%H%M%S"))
     workdir = settings.state / "work"
+    results_at = {"result_storage": results_dir(settings)}  # one cache for every runner of this state
     with state.state_lock(settings.state):
         todo, refused, hashes = scan(settings.landing, settings.state)
         rebuild = extract.archived_entries(settings.state, None if full_refresh else reingest) \
             if (full_refresh or reingest) else {}
+        full = bool(full_refresh or reingest)  # every table anew, never patched from the current release
+        if not todo and not full and (current := unchanged_release(settings)):
+            return _finish(settings, logger, "unchanged", current, {}, refused, [])
         if todo or rebuild:
             warm_imports()
-        futures = [rebuild_source.with_options(refresh_cache=not work_done(workdir, key)).submit(
+        futures = [rebuild_source.with_options(refresh_cache=not work_done(workdir, key), **results_at).submit(
                        name, entries, settings.state, workdir, key=key)
                    for name, entries in rebuild.items() if entries
                    for key in [file_results_key("rebuild", name, entries, settings)]]
         for name in SOURCES:
             mine = [lf for lf in todo if lf.source == name]
             key = file_results_key("extract", name, [(lf.identity, hashes[lf.identity]) for lf in mine], settings)
-            futures.append(extract_source.with_options(refresh_cache=not work_done(workdir, key)).submit(
+            futures.append(extract_source.with_options(refresh_cache=not work_done(workdir, key), **results_at).submit(
                 name, mine, settings.landing, settings.state, workdir, hashes, key=key))
         results = [r for f in futures for r in f.result()]
         summary = check_threshold(results, settings)
         reset = [e["identity"] for entries in rebuild.values() for e in entries]
         load_state(results, settings.state, workdir, run_id, reset if full_refresh else [])
-        full = bool(full_refresh or reingest)  # every table anew, never patched from the current release
+        if pin := releases.pinned(settings.warehouse):
+            cleanup(settings, None)
+            return _finish(settings, logger, "pinned", current_release(settings), summary, refused, results, pin)
+        if not full and (current := unchanged_release(settings)):  # e.g. only files already held came in
+            cleanup(settings, current["release_id"])
+            return _finish(settings, logger, "unchanged", current, summary, refused, results)
         key = state_key(settings, full)
-        built = transform.with_options(refresh_cache=not build_path(settings, key).exists())(
-            settings, key=key, full=full)
-        audited = audit.with_options(refresh_cache=not Path(built["docs"]).exists())(settings, built, key=key)
-        entry = publish(settings, built, audited)
-        cleanup(settings, key)
+        built = transform.with_options(**results_at)(settings, key=key, full=full)
+        if not build_matches(built):  # a cached result whose file is gone or holds another build
+            logger.warning("cached build %s no longer holds that release: building it again", built["path"])
+            built = transform.with_options(refresh_cache=True, **results_at)(settings, key=key, full=full)
+        release_id = built["meta"]["release_id"]
+        audited = audit.with_options(refresh_cache=not Path(built["docs"]).exists(), **results_at)(
+            settings, built, key=f"{key}-{release_id}")
+        try:
+            entry = publish(settings, built, audited)
+        except Pinned:  # an operator rolled back while this run was building
+            pin = releases.pinned(settings.warehouse)
+            return _finish(settings, logger, "pinned", current_release(settings), summary, refused, results, pin)
+        cleanup(settings, release_id)
+    return _finish(settings, logger, "published", entry, summary, refused, results)
+
+
+def _finish(settings: Settings, logger, status: str, release: dict | None, summary: dict, refused: list,
+            results: list, pin: dict | None = None) -> dict:
+    """The run's outcome: logged, published as artifacts, returned to the CLI."""
     rejected = [{"file": r.landing_path, "reason": r.reason} for r in results if r.status == "rejected"]
     rejected += [{"file": path, "reason": reason} for path, reason in refused]
-    outcome = {"release": entry, "sources": summary, "rejected": rejected,
+    outcome = {"status": status, "release": release, "sources": summary, "rejected": rejected, "pinned": pin,
                "files_ingested": sum(r.status == "ingested" for r in results)}
     run_artifacts(outcome, settings)
-    logger.info("published release %s", entry["release_id"])
+    rid = release["release_id"] if release else None
+    if status == "published":
+        logger.info("published release %s", rid)
+    elif status == "unchanged":
+        logger.info("nothing new; release %s stays current", rid)
+    else:
+        logger.warning("release %s is pinned (rollback at %s): new data staged, nothing published; "
+                       "`politikpi unpin` to publish again", pin["release_id"], pin.get("at"))
     return outcome

@@ -1,14 +1,25 @@
-"""Operate the warehouse: recover after a crash, roll back, verify checksums, diff releases."""
+"""Operate the warehouse: recover after a crash, roll back and pin, verify, repair, diff releases."""
 
 from __future__ import annotations
 
+import json
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
 
-from flows.publish import RELEASE_ID, STABLE, file_sha256, load_manifest, point_stable_at, write_manifest
+from flows.publish import (
+    RELEASE_ID,
+    STABLE,
+    ManifestError,
+    file_sha256,
+    load_manifest,
+    point_stable_at,
+    sidecar_path,
+    write_manifest,
+    write_sidecar,
+)
 from flows.state import state_lock
 
 # Key columns of every comparable table (value columns are the rest).
@@ -47,20 +58,28 @@ def checked_release(warehouse: Path, release_id: str) -> dict:
     raise ReleaseError(f"release {release_id} is not in {warehouse / 'manifest.json'}; see `politikpi releases`")
 
 
+def _entry_file(warehouse: Path, entry: dict) -> Path:
+    return warehouse / "releases" / f"{entry['release_id']}.duckdb"
+
+
 def recover(warehouse: Path) -> bool:
-    """Repair what an interrupted publish leaves: unlisted release files (never published) are
-    removed, and the stable path is re-pointed at the manifest's current release."""
+    """Repair what an interrupted publish leaves, and nothing else: a release file that was never
+    listed (no manifest entry, no sidecar: nobody could have seen it) is removed, a listed release
+    gets its missing sidecar, and the stable path is re-pointed at the manifest's current release."""
     manifest = load_manifest(warehouse)
-    listed = {Path(r["file"]).name for r in manifest["releases"]}
+    listed = {r["release_id"]: r for r in manifest["releases"]}
     repaired = False
     for orphan in (warehouse / "releases").glob("*.duckdb"):
-        if orphan.name not in listed:
+        if orphan.stem not in listed and not sidecar_path(warehouse, orphan.stem).exists():
             orphan.unlink(missing_ok=True)
             repaired = True
-    if not manifest["current"]:
+    for release_id, entry in listed.items():
+        if not sidecar_path(warehouse, release_id).exists() and _entry_file(warehouse, entry).exists():
+            write_sidecar(warehouse, entry)
+    current = listed.get(manifest["current"])
+    if current is None or not _entry_file(warehouse, current).exists():
         return repaired
-    target = warehouse / next(r["file"] for r in manifest["releases"] if r["release_id"] == manifest["current"])
-    stable = warehouse / STABLE
+    target, stable = _entry_file(warehouse, current), warehouse / STABLE
     if stable.exists() and os.path.samefile(stable, target):
         return repaired
     point_stable_at(warehouse, target)
@@ -68,7 +87,8 @@ def recover(warehouse: Path) -> bool:
 
 
 def rollback(warehouse: Path, release_id: str) -> dict:
-    """Make an earlier release current again, atomically."""
+    """Make an earlier release current again, atomically, and pin it: `refresh` keeps staging new
+    data but publishes nothing until `politikpi unpin`."""
     with warehouse_lock(warehouse):
         entry = checked_release(warehouse, release_id)
         path = warehouse / entry["file"]
@@ -76,30 +96,159 @@ def rollback(warehouse: Path, release_id: str) -> dict:
             raise ReleaseError(f"{path} does not match its checksum in the manifest; not rolling back to it")
         manifest = load_manifest(warehouse)
         manifest["current"] = release_id
+        manifest["pinned"] = {"release_id": release_id, "at": _now(), "by": "rollback"}
         write_manifest(warehouse, manifest)
         point_stable_at(warehouse, path)
         return entry
 
 
+def unpin(warehouse: Path) -> dict | None:
+    """Let the next refresh publish again; returns the pin that was lifted (None if none was set)."""
+    with warehouse_lock(warehouse):
+        manifest = load_manifest(warehouse)
+        pin = manifest.pop("pinned", None)
+        if pin:
+            write_manifest(warehouse, manifest)
+        return pin
+
+
+def pinned(warehouse: Path) -> dict | None:
+    return load_manifest(warehouse).get("pinned")
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def _sidecar(warehouse: Path, release_id: str) -> dict | None:
+    path = sidecar_path(warehouse, release_id)
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    except ValueError:
+        return None
+
+
+def _release_row(path: Path) -> dict | None:
+    """The `_release` row a release file holds about itself (None if it cannot be opened)."""
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            row = con.execute("select * from _release").fetchone()
+            cols = [d[0] for d in con.description]
+    except duckdb.Error:
+        return None
+    return dict(zip(cols, row, strict=True)) if row else None
+
+
 def verify(warehouse: Path) -> list[str]:
-    """Every listed release exists with its checksum and the stable path is the current one."""
+    """Every inconsistency between manifest, release files, sidecars and the stable path."""
     problems = []
     manifest = load_manifest(warehouse)
+    ids = [r["release_id"] for r in manifest["releases"]]
+    problems += [f"{i}: listed {ids.count(i)} times in the manifest" for i in sorted(set(ids)) if ids.count(i) > 1]
     for entry in manifest["releases"]:
-        path = warehouse / entry["file"]
+        rid, path = entry["release_id"], _entry_file(warehouse, entry)
+        if entry.get("file") != f"releases/{rid}.duckdb":
+            problems.append(f"{rid}: the manifest names file {entry.get('file')!r}, not releases/{rid}.duckdb")
         if not path.exists():
-            problems.append(f"{entry['release_id']}: file {path} is missing")
-        elif file_sha256(path) != entry["sha256"]:
-            problems.append(f"{entry['release_id']}: checksum mismatch for {path}")
-    stable = warehouse / STABLE
-    if manifest["current"]:
-        current = warehouse / f"releases/{manifest['current']}.duckdb"
-        if not stable.exists() or not current.exists() or not os.path.samefile(stable, current):
-            problems.append(f"{stable} is not the current release {manifest['current']}")
-    listed = {Path(r["file"]).name for r in manifest["releases"]}
-    problems += [f"{p} is not listed in the manifest" for p in sorted((warehouse / "releases").glob("*.duckdb"))
-                 if p.name not in listed]
+            problems.append(f"{rid}: file {path} is missing")
+            continue
+        actual, side = file_sha256(path), _sidecar(warehouse, rid)
+        if actual != entry.get("sha256"):
+            if side and side.get("sha256") == actual:
+                problems.append(f"{rid}: the manifest's checksum is not the file's (the file matches its "
+                                "sidecar: the manifest was changed; `politikpi repair` restores it)")
+            else:
+                problems.append(f"{rid}: checksum mismatch for {path} (the file changed after it was "
+                                "published; it cannot be repaired: roll back to another release)")
+        elif side and side.get("sha256") != actual:
+            problems.append(f"{rid}: its sidecar {sidecar_path(warehouse, rid).name} disagrees with the file")
+        row = _release_row(path)
+        if row is None or row.get("release_id") != rid:
+            problems.append(f"{rid}: {path} does not hold release {rid} in its _release table")
+    stable, current = warehouse / STABLE, manifest["current"]
+    if current and current not in ids:
+        problems.append(f"the manifest's current release {current} is not listed in it")
+    elif current:
+        target = warehouse / "releases" / f"{current}.duckdb"
+        if not stable.exists() or not target.exists() or not os.path.samefile(stable, target):
+            problems.append(f"{stable} is not the current release {current}")
+    elif stable.exists():
+        problems.append(f"{stable} exists but the manifest names no current release")
+    pin = (manifest.get("pinned") or {}).get("release_id")
+    if pin and pin not in ids:
+        problems.append(f"the pinned release {pin} is not listed in the manifest")
+    for path in sorted((warehouse / "releases").glob("*.duckdb")):
+        if path.stem not in ids:
+            problems.append(f"{path} is not listed in the manifest (`politikpi repair` lists it again)")
     return problems
+
+
+def repair(warehouse: Path) -> list[str]:
+    """Rebuild the manifest from the release files and their sidecars, keeping every release:
+    entries and checksums come from the sidecars (or the file's own `_release` row), the current
+    release stays the manifest's if it is intact (else the stable path's, else the newest), and the
+    stable path is re-pointed. A file that changed after publishing stays listed with its recorded
+    checksum (verify keeps reporting it) and is never made current. Returns what was done."""
+    with warehouse_lock(warehouse):
+        done: list[str] = []
+        try:
+            old = load_manifest(warehouse)
+        except ManifestError:
+            old, done = {"current": None, "releases": []}, ["manifest.json could not be read: rebuilt"]
+        listed = {r["release_id"]: r for r in old["releases"] if isinstance(r, dict) and "release_id" in r}
+        entries, intact = {}, set()
+        for path in sorted((warehouse / "releases").glob("*.duckdb")):
+            rid, actual = path.stem, file_sha256(path)
+            if not RELEASE_ID.match(rid):
+                continue
+            entry = _sidecar(warehouse, rid) or listed.get(rid) or _entry_from_file(path, actual)
+            if entry is None:
+                done.append(f"{path}: not a release (no sidecar, no _release row); left alone")
+                continue
+            entry = {**entry, "release_id": rid, "file": f"releases/{rid}.duckdb"}
+            recorded = (_sidecar(warehouse, rid) or {}).get("sha256") or entry.get("sha256") or actual
+            entry["sha256"] = recorded
+            if recorded == actual:
+                intact.add(rid)
+            else:
+                done.append(f"{rid}: the file changed after publishing; kept listed, not current")
+            if rid not in listed:
+                done.append(f"{rid}: listed again")
+            elif listed[rid].get("sha256") != entry["sha256"]:
+                done.append(f"{rid}: checksum restored")
+            entries[rid] = entry
+        done += [f"{rid}: its file is gone; removed from the manifest" for rid in listed if rid not in entries]
+        stable = warehouse / STABLE
+        on_stable = next((rid for rid in intact if stable.exists()
+                          and os.path.samefile(stable, warehouse / entries[rid]["file"])), None)
+        current = old.get("current") if old.get("current") in intact else on_stable or max(intact, default=None)
+        if current != old.get("current"):
+            done.append(f"current release set to {current}")
+        manifest = {**old, "current": current, "releases": [entries[rid] for rid in sorted(entries)]}
+        if (manifest.get("pinned") or {}).get("release_id") not in intact and manifest.pop("pinned", None):
+            done.append("a pin on a release that is gone was lifted")
+        if manifest != old or done:
+            write_manifest(warehouse, manifest)
+        for rid in intact:
+            write_sidecar(warehouse, entries[rid])
+        if current and not (stable.exists() and os.path.samefile(stable, warehouse / entries[current]["file"])):
+            point_stable_at(warehouse, warehouse / entries[current]["file"])
+            done.append(f"{stable} re-pointed at {current}")
+        return done
+
+
+def _entry_from_file(path: Path, sha256: str) -> dict | None:
+    """A manifest entry rebuilt from the `_release` row (for a release published before sidecars)."""
+    row = _release_row(path)
+    if row is None:
+        return None
+    entry = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+    for key in ("input_files", "row_counts", "validation_summary", "quarantine_summary"):
+        with suppress(ValueError):
+            entry[key] = json.loads(entry.get(key) or "null")
+    return {**entry, "sha256": sha256}
 
 
 def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
@@ -110,8 +259,6 @@ def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
         con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {alias} (read_only)")
     meta = {alias: con.execute(f"select input_files, code_version from {alias}._release").fetchone()
             for alias in ("a", "b")}
-    import json
-
     inputs_a, inputs_b = (json.loads(meta[x][0]) for x in ("a", "b"))
     out = {"code_changed": meta["a"][1] != meta["b"][1], "code_versions": [meta["a"][1], meta["b"][1]],
            "inputs_added": sorted(set(inputs_b) - set(inputs_a)),

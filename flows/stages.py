@@ -46,20 +46,57 @@ def reference_version() -> str:
     return _hash([(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(reference_dir().glob("*.csv"))])
 
 
-def state_key(settings: Settings, full: bool = False) -> str:
-    """The state's version: every file held (identity, hash, status), code, format, reference data;
-    a full build (--full-refresh, --reingest) has its own key, so it is never a cached patch."""
+def state_version(settings: Settings) -> str:
+    """What a release is built from: every file held (identity, hash, status), the code, the
+    storage format, the reference data. Recorded in the manifest: a run whose state version is the
+    current release's has nothing new to publish."""
     with state_connect(settings.state, read_only=True) as con:
         files = con.execute("select identity, sha256, status from files order by identity").fetchall()
-    return _hash(files, publish.code_version(), settings.storage_version, reference_version(), str(settings.state),
-                 "full" if full else "")
+    return _hash(files, publish.code_version(), settings.storage_version, reference_version(), str(settings.state))
+
+
+def state_key(settings: Settings, full: bool = False) -> str:
+    """Cache key of the build: the state version; a full build (--full-refresh, --reingest) has its
+    own key, so it is never a cached patch."""
+    return _hash(state_version(settings), "full" if full else "")
+
+
+def results_dir(settings: Settings) -> Path:
+    """Prefect's persisted task results live with the state, so every runner of this state (the
+    served deployment, an operator, several workers with their own PREFECT_HOME) sees one cache."""
+    return settings.state / "results"
+
+
+def current_release(settings: Settings) -> dict | None:
+    """The manifest entry of the current release, if there is one."""
+    manifest = publish.load_manifest(settings.warehouse)
+    return next((r for r in manifest["releases"] if r["release_id"] == manifest["current"]), None)
+
+
+def unchanged_release(settings: Settings) -> dict | None:
+    """The current release when it was built from exactly this state (so nothing is new)."""
+    current = current_release(settings)
+    if current is None or current.get("state_version") != state_version(settings):
+        return None
+    return current if (settings.warehouse / current["file"]).is_file() else None
+
+
+def build_matches(built: dict) -> bool:
+    """A (possibly cached) build result is trusted only if its file still holds that release."""
+    path = Path(built["path"])
+    if not path.is_file():
+        return False
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            return con.execute("select release_id from _release").fetchone()[0] == built["meta"]["release_id"]
+    except duckdb.Error:
+        return False
 
 
 def patch_base(settings: Settings) -> tuple[Path, list[str], str] | None:
     """The current release, if the new one may be patched from it: same code, storage format and
     reference data, and few changed input files. Returns (its file, the changed identities, its id)."""
-    manifest = publish.load_manifest(settings.warehouse)
-    current = next((r for r in manifest["releases"] if r["release_id"] == manifest["current"]), None)
+    current = current_release(settings)
     if current is None or current.get("storage_version") != settings.storage_version \
             or current.get("code_version") != publish.code_version() \
             or current.get("reference_version") != reference_version():
@@ -102,8 +139,10 @@ def threshold_summary(results: list[extract.FileResult], settings: Settings) -> 
     return summary
 
 
-def build_path(settings: Settings, key: str) -> Path:
-    return settings.warehouse / ".building" / f"{key[:16]}.duckdb"
+def build_path(settings: Settings, release_id: str) -> Path:
+    """Each build has its own file, named for the release it becomes: a cached result's path can
+    never hold another run's build."""
+    return settings.warehouse / ".building" / f"{release_id}.duckdb"
 
 
 STATE_TOTALS_SQL = """
@@ -118,7 +157,9 @@ from state.files group by source order by source
 def transform_build(settings: Settings, key: str, full: bool = False) -> dict:
     """Build the release file for this state version and write its `_release` row: patched from
     the current release when it allows (patch_base), else built whole (always when `full`)."""
-    path = build_path(settings, key)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    release_id = f"{now:%Y%m%dT%H%M%SZ}-{key[:12]}"
+    path = build_path(settings, release_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     patchable = None if full else patch_base(settings)
     if patchable is None:
@@ -135,15 +176,15 @@ def transform_build(settings: Settings, key: str, full: bool = False) -> dict:
                                     "order by identity").fetchall())
         totals = {r[0]: dict(zip(("files", "read", "staged", "quarantined", "rejected_files"), r[1:], strict=True))
                   for r in con.execute(STATE_TOTALS_SQL).fetchall()}
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         meta = {
-            "release_id": f"{now:%Y%m%dT%H%M%SZ}-{key[:12]}", "created_at": now,
+            "release_id": release_id, "created_at": now,
             "data_through": con.execute(RELEASE_FACTS_SQL).fetchone()[0], "code_version": publish.code_version(),
             "flow_run_id": _run_id(), "input_files": inputs,
             "row_counts": {t: con.execute(f'select count(*) from "{t}"').fetchone()[0] for t in published},
             "validation_summary": {"pending": True},
             "quarantine_summary": {"sources": totals, "rejected_files": rejected},
             "storage_version": settings.storage_version, "reference_version": reference_version(), "build": build,
+            "state_version": state_version(settings),
         }
         publish.write_release_table(con, meta)
     finally:
@@ -205,15 +246,22 @@ def warm_imports() -> None:
     threading.Thread(target=run, name="politikpi-warm-imports", daemon=True).start()
 
 
+class Pinned(RuntimeError):
+    """A rollback pinned the current release: nothing is published until `politikpi unpin`."""
+
+
 def publish_build(settings: Settings, built: dict, audited: dict) -> dict:
-    """Publish the audited build (idempotent: an already-current release is left as it is)."""
+    """Publish the audited build. Idempotent: an already-current release is left as it is; a
+    listed one is made current again only if its file is this very build and matches its checksum."""
     with releases.warehouse_lock(settings.warehouse), ThreadPoolExecutor(1) as pool:
         releases.recover(settings.warehouse)
         entry = {**built["meta"], "validation_summary": audited}
         manifest = publish.load_manifest(settings.warehouse)
+        if manifest.get("pinned"):
+            raise Pinned(f"release {manifest['pinned']['release_id']} is pinned (rollback)")
         listed = {r["release_id"]: r for r in manifest["releases"]}
-        if manifest["current"] == entry["release_id"]:
-            return listed[entry["release_id"]]
+        if entry["release_id"] in listed:
+            return _republish(settings, listed[entry["release_id"]], Path(built["path"]), manifest)
         docs = settings.warehouse / "docs" / entry["release_id"]
         if not docs.exists():
             shutil.copytree(built["docs"], docs)
@@ -222,6 +270,20 @@ def publish_build(settings: Settings, built: dict, audited: dict) -> dict:
         entry["report"] = str(write_release_report(Path(built["path"]), settings.warehouse, entry["release_id"]))
         return publish.publish(Path(built["path"]), settings.warehouse, entry, settings.keep_releases,
                                sha256=sha256.result())
+
+
+def _republish(settings: Settings, listed: dict, build: Path, manifest: dict) -> dict:
+    """A resumed run whose release is already listed: current already, or made current again."""
+    target = settings.warehouse / listed["file"]
+    if not (target.is_file() and os.path.samefile(target, build)) or publish.file_sha256(target) != listed["sha256"]:
+        raise publish.PublishRefused(
+            f"release {listed['release_id']} is listed, but its file is not this run's build or does not match "
+            "its checksum; nothing published (run `politikpi verify`)")
+    if manifest["current"] != listed["release_id"]:
+        manifest["current"] = listed["release_id"]
+        publish.write_manifest(settings.warehouse, manifest)
+        publish.point_stable_at(settings.warehouse, target)
+    return listed
 
 
 def write_release_report(release_file: Path, warehouse: Path, release_id: str) -> Path | None:
@@ -237,19 +299,15 @@ def write_release_report(release_file: Path, warehouse: Path, release_id: str) -
         return None
 
 
-def cleanup(settings: Settings, key: str) -> None:
+def cleanup(settings: Settings, release_id: str | None) -> None:
     """After a successful run: staged work is loaded, older builds are superseded, old cache
     entries (results persisted by Prefect) past POLITIKPI_CACHE_DAYS are deleted."""
     shutil.rmtree(settings.state / "work", ignore_errors=True)
-    keep = build_path(settings, key)
     for item in (settings.warehouse / ".building").glob("*"):
-        if item.stem != keep.stem:
+        if item.stem != release_id:
             shutil.rmtree(item) if item.is_dir() else item.unlink(missing_ok=True)
     cutoff = time.time() - CACHE_DAYS * 86400
-    from prefect.settings import get_current_settings
-
-    storage = Path(get_current_settings().results.local_storage_path)
-    for folder in (storage, settings.state / "audits"):
+    for folder in (results_dir(settings), settings.state / "audits"):
         if folder.exists():
             for item in folder.iterdir():
                 if item.stat().st_mtime < cutoff:
