@@ -263,7 +263,10 @@ def rollback(
     release: Annotated[str, typer.Argument(help="Release id to make current (see `politikpi releases`).")],
     warehouse: Warehouse = Path("warehouse"),
 ) -> None:
-    """Make an earlier release current again (atomic swap of the stable path)."""
+    """Make an earlier release current again (atomic swap of the stable path) and pin it.
+
+    While pinned, `refresh` still ingests and stages new files but publishes nothing (it says so);
+    `politikpi unpin` lets the next refresh publish again."""
     from flows.releases import ReleaseError
     from flows.releases import rollback as do_rollback
     from flows.state import StateBusy
@@ -275,31 +278,84 @@ def rollback(
     except StateBusy as exc:
         fail(str(exc), EXIT_BUSY)
     console.print(f"[bold green]OK[/]: {warehouse / 'politikpi.duckdb'} is release {entry['release_id']} "
-                  f"(data through {entry.get('data_through')})", soft_wrap=True)
+                  f"(data through {entry.get('data_through')}), pinned until `politikpi unpin`", soft_wrap=True)
+
+
+def require_warehouse(warehouse: Path) -> None:
+    if not (warehouse / "manifest.json").is_file() and not (warehouse / "releases").is_dir():
+        fail(f"no warehouse at {warehouse} (no manifest.json, no releases/): check --warehouse or "
+             "POLITIKPI_WAREHOUSE, or run `politikpi refresh` first")
 
 
 @app.command()
 def verify(warehouse: Warehouse = Path("warehouse")) -> None:
-    """Check every release file against its checksum in the manifest, and the stable path.
+    """Check manifest, release files, their sidecars and the stable path against each other.
 
-    First repairs what an interrupted publish can leave: a stable path behind the manifest."""
+    First repairs what an interrupted publish can leave (a stable path behind the manifest, a
+    release file that was never listed). Anything else is reported; `politikpi repair` mends
+    what can be mended. Exit status 1 when a problem remains."""
+    from flows.publish import ManifestError
     from flows.releases import recover, warehouse_lock
     from flows.releases import verify as do_verify
     from flows.state import StateBusy
 
+    require_warehouse(warehouse)
     try:
         with warehouse_lock(warehouse):
             if recover(warehouse):
                 console.print("repaired: an interrupted publish (unlisted release file or stale stable path)")
+        problems = do_verify(warehouse)
     except StateBusy as exc:
         fail(str(exc), EXIT_BUSY)
-    problems = do_verify(warehouse)
+    except ManifestError as exc:
+        fail(str(exc))
     for problem in problems:
-        err.print(f"[red]problem[/]: {problem}")
+        err.print(f"[red]problem[/]: {problem}", highlight=False)
     if problems:
-        fail(f"{len(problems)} problem(s) in {warehouse}")
-    console.print(f"[bold green]OK[/]: every release in {warehouse / 'manifest.json'} matches its checksum",
+        fail(f"{len(problems)} problem(s) in {warehouse}; `politikpi repair` mends what can be mended")
+    console.print(f"[bold green]OK[/]: every release in {warehouse / 'manifest.json'} matches its checksum "
+                  "and the stable path is the current release", soft_wrap=True)
+
+
+@app.command()
+def repair(warehouse: Warehouse = Path("warehouse")) -> None:
+    """Rebuild manifest.json from the release files and their sidecars; re-point the stable path.
+
+    Never deletes a release: a release file whose entry was lost is listed again, a changed
+    checksum is restored from the release's sidecar, a current or pinned id that is not a release
+    is replaced (by the release the stable path holds, else the newest). A release file that itself
+    changed after publishing cannot be repaired: it stays listed, never current, and `verify`
+    keeps reporting it. Run `politikpi verify` afterwards."""
+    from flows.releases import repair as do_repair
+    from flows.state import StateBusy
+
+    require_warehouse(warehouse)
+    try:
+        done = do_repair(warehouse)
+    except StateBusy as exc:
+        fail(str(exc), EXIT_BUSY)
+    for line in done:
+        console.print(f"repaired: {line}", soft_wrap=True, highlight=False)
+    console.print(f"[bold green]OK[/]: {'nothing to repair' if not done else f'{len(done)} repair(s)'} in {warehouse}",
                   soft_wrap=True)
+
+
+@app.command()
+def unpin(warehouse: Warehouse = Path("warehouse")) -> None:
+    """Lift the pin a rollback set: the next refresh publishes again."""
+    from flows.releases import unpin as do_unpin
+    from flows.state import StateBusy
+
+    require_warehouse(warehouse)
+    try:
+        pin = do_unpin(warehouse)
+    except StateBusy as exc:
+        fail(str(exc), EXIT_BUSY)
+    if pin is None:
+        console.print("no release is pinned; nothing to do")
+    else:
+        console.print(f"[bold green]OK[/]: release {pin['release_id']} is no longer pinned; the next refresh "
+                      "publishes what the state holds", soft_wrap=True)
 
 
 @app.command()

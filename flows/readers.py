@@ -123,8 +123,16 @@ def _stream(path: Path):
 
 def detect_encoding(path: Path) -> str:
     """'utf-8' or 'cp1252', by checking the whole stream; rejects binary, broken gzip, bombs."""
-    tail = b""
+    return scan_text(path)[0]
+
+
+def scan_text(path: Path) -> tuple[str, bool]:
+    """The encoding (see detect_encoding) and whether the text holds an odd number of `"` (a quote
+    left open), counted in the same pass: DuckDB 2.0's multi-file CSV scan can drop a record whose
+    quote is still open at the end of its file without a reject (reading the file alone reports it)."""
+    tail, quotes = b"", 0
     for chunk in _stream(path):
+        quotes += chunk.count(b'"')  # the same byte in UTF-8 and Windows-1252
         data = memoryview(tail + chunk if tail else chunk)
         cut = _utf8_prefix(data)
         if not _valid_utf8(data[:cut]):
@@ -132,15 +140,16 @@ def detect_encoding(path: Path) -> str:
         tail = bytes(data[cut:])
     else:
         if _valid_utf8(memoryview(tail)):
-            return "utf-8"
-    decoder = codecs.getincrementaldecoder("cp1252")()
+            return "utf-8", quotes % 2 == 1
+    decoder, quotes = codecs.getincrementaldecoder("cp1252")(), 0
     try:
         for chunk in _stream(path):
+            quotes += chunk.count(b'"')
             decoder.decode(chunk)
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise Rejected("not text in UTF-8 or Windows-1252") from None
-    return "cp1252"
+    return "cp1252", quotes % 2 == 1
 
 
 def _utf8_copy(path: Path, encoding: str, tmpdir: Path, force: bool = False) -> Path:
@@ -203,11 +212,12 @@ class _Prepared:
     path: Path  # the landing file
     data: Path  # what DuckDB reads: the file itself, or a plain UTF-8 copy
     encoding: str
+    open_quote: bool = False  # an odd number of `"`: some quote is never closed
 
 
 def _prepare_csv(path: Path, source: Source, tmpdir: Path) -> _Prepared:
     """Encoding, header and compression checked before DuckDB parses the file."""
-    encoding = detect_encoding(path)
+    encoding, open_quote = scan_text(path)
     # DuckDB decompresses by file name: a copy when the name and the content disagree.
     plain = encoding == "utf-8" and is_gzip(path) == path.name.lower().endswith(".gz")
     data = path if plain else _utf8_copy(path, encoding, tmpdir, force=True)
@@ -223,7 +233,7 @@ def _prepare_csv(path: Path, source: Source, tmpdir: Path) -> _Prepared:
         if data != path:
             data.unlink(missing_ok=True)
         raise
-    return _Prepared(path, data, encoding)
+    return _Prepared(path, data, encoding, open_quote)
 
 
 def _scan_csv(con: duckdb.DuckDBPyConnection, files: list[_Prepared], source: Source,
@@ -277,6 +287,8 @@ def _csv_result(prepared: _Prepared, rows: pl.DataFrame, rejects: pl.DataFrame, 
     quote_errors = rejects.filter(pl.col("error_type") == "UNQUOTED VALUE")
     if len(quote_errors):
         raise Rejected(f"unclosed or stray quote in record {quote_errors['slot'][0]}")
+    if prepared.open_quote:  # a quote never closed, yet DuckDB reported nothing: never keep a partial file
+        raise Rejected("unclosed quote: the file holds an odd number of quote characters")
     valid_lines, reject_lines = _line_numbers(rows["_nl"].to_numpy(), rejects, first_line=2)
     rows = rows.with_columns(line=pl.Series(valid_lines, dtype=pl.Int64))
     broken = _broken(rejects, reject_lines, lambda t: CSV_REASONS.get(t, t.lower()))
@@ -310,10 +322,11 @@ def _read_many(paths: list[Path], source: Source, tmpdir: Path, pool, fmt: _Form
         for p in ready:
             if p.data != p.path:
                 p.data.unlink(missing_ok=True)
-    if outcome is None:  # one file spoils the scan (or the order was lost): file by file
-        return [r if isinstance(r, Rejected) else _read_many([r.path], source, tmpdir, None, fmt)[0]
-                for r in prepared]
-    return [r if isinstance(r, Rejected) else outcome[r.path] for r in prepared]
+    # File by file when one file spoils the scan (or the order was lost), and always for a file with
+    # a quote left open: a multi-file scan may drop its last record silently (see scan_text).
+    alone = {r.path for r in ready if outcome is None or (r.open_quote and len(ready) > 1)}
+    return [r if isinstance(r, Rejected) else _read_many([r.path], source, tmpdir, None, fmt)[0]
+            if r.path in alone else outcome[r.path] for r in prepared]
 
 
 def _parse_prepared(ready: list[_Prepared], source: Source, fmt: _Format) -> dict[Path, Parsed | Rejected] | None:

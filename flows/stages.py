@@ -52,13 +52,13 @@ def state_version(settings: Settings) -> str:
     current release's has nothing new to publish."""
     with state_connect(settings.state, read_only=True) as con:
         files = con.execute("select identity, sha256, status from files order by identity").fetchall()
-    return _hash(files, publish.code_version(), settings.storage_version, reference_version(), str(settings.state))
+    return _hash(files, publish.code_version(), settings.storage_version, reference_version())
 
 
 def state_key(settings: Settings, full: bool = False) -> str:
-    """Cache key of the build: the state version; a full build (--full-refresh, --reingest) has its
-    own key, so it is never a cached patch."""
-    return _hash(state_version(settings), "full" if full else "")
+    """Cache key of the build: the state version and the folders; a full build (--full-refresh,
+    --reingest) has its own key, so it is never a cached patch."""
+    return _hash(state_version(settings), str(settings.state), str(settings.warehouse), "full" if full else "")
 
 
 def results_dir(settings: Settings) -> Path:

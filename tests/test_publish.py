@@ -69,6 +69,8 @@ def test_reader_keeps_old_release_while_a_new_one_is_published(wh):
     reader = subprocess.Popen([sys.executable, "-c", READER, str(stable)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     old = reader.stdout.readline().strip()
+    path = root / "landing" / "reports" / "2019-01-05.csv"  # a re-delivery: something new to publish
+    path.write_text("\n".join(path.read_text(encoding="utf-8").split("\n")[:100]) + "\n", encoding="utf-8")
     out = cli("refresh", env=env)
     assert out.returncode == 0, out.stderr
     stdout, stderr = reader.communicate("go\n", timeout=60)
@@ -82,9 +84,8 @@ def test_reader_keeps_old_release_while_a_new_one_is_published(wh):
 def test_refresh_killed_while_publishing_leaves_a_complete_release(wh, point):
     root, env = wh
     warehouse = root / "warehouse"
-    before = kpis(warehouse)
-    (root / "landing" / "reports" / "2019-01-03.csv.gz").unlink()  # nothing changes in KPIs: file keeps rows
-    out = cli("refresh", env=dict(env, POLITIKPI_FAULT=f"publish:{point}:kill"))
+    before = kpis(warehouse)  # a full refresh of the same state: a new release with the same KPIs
+    out = cli("refresh", "--full-refresh", env=dict(env, POLITIKPI_FAULT=f"publish:{point}:kill"))
     assert out.returncode == -9
     manifest = load_manifest(warehouse)
     assert current_id(warehouse) in {r["release_id"] for r in manifest["releases"]}
@@ -100,7 +101,9 @@ def test_rollback_retention_and_release_listing(wh):
     root, env = wh
     warehouse = root / "warehouse"
     env = dict(env, POLITIKPI_KEEP_RELEASES="2")
-    for _ in range(2):
+    for day in ("05", "06"):  # two re-deliveries, two new releases
+        path = root / "landing" / "reports" / f"2019-01-{day}.csv"
+        path.write_text("\n".join(path.read_text(encoding="utf-8").split("\n")[:100]) + "\n", encoding="utf-8")
         assert cli("refresh", env=env).returncode == 0
     manifest = load_manifest(warehouse)
     ids = [r["release_id"] for r in manifest["releases"]]
@@ -111,6 +114,9 @@ def test_rollback_retention_and_release_listing(wh):
     assert current_id(warehouse) == ids[0] == load_manifest(warehouse)["current"]
     listing = cli("releases", env=env).stdout
     assert f"* {ids[0]}" in listing and f"  {ids[1]}" in listing
+    assert cli("unpin", env=env).returncode == 0
+    path = root / "landing" / "reports" / "2019-01-07.csv"
+    path.write_text("\n".join(path.read_text(encoding="utf-8").split("\n")[:100]) + "\n", encoding="utf-8")
     assert cli("refresh", env=dict(env, POLITIKPI_KEEP_RELEASES="1")).returncode == 0
     assert len(load_manifest(warehouse)["releases"]) == 1  # the current one is always kept
 

@@ -138,3 +138,22 @@ def test_one_scan_of_many_files_equals_reading_each_file(small_landing, tmp_path
     if source == "reports":
         assert "rejected" in kinds
     assert not list(tmp_path.glob("*.csv"))  # transcoded copies are removed
+
+
+def test_a_quote_left_open_at_the_end_of_a_file_rejects_it_in_a_scan_of_many_files(small_landing, tmp_path):
+    """DuckDB 2.0's multi-file scan drops a record whose quote is still open at the end of its file,
+    with no reject (read alone, the file is rejected): a re-delivery cut inside a quoted line break."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    lines = (small_landing / "reports" / "2019-01-07.csv").read_text(encoding="utf-8").split("\n")
+    cut = next(n for n in range(30, len(lines)) if "\n".join(lines[:n]).count('"') % 2 == 1)  # inside a quote
+    (folder / "2019-01-07.csv").write_text("\n".join(lines[:cut]) + "\n", encoding="utf-8")
+    others = ["2019-01-11.csv", "2019-01-12.csv", "2019-01-13.csv.gz", "2019-01-14.csv.gz"]
+    for name in others:
+        (folder / name).write_bytes((small_landing / "reports" / name).read_bytes())
+    paths = [folder / "2019-01-07.csv", *(folder / n for n in others)]
+    together = readers.read_many(paths, SOURCES["reports"], tmp_path)
+    with pytest.raises(readers.Rejected, match="quote") as alone:
+        readers.read_file(paths[0], SOURCES["reports"], tmp_path)
+    assert isinstance(together[0], readers.Rejected) and str(together[0]) == str(alone.value)
+    assert all(not isinstance(t, readers.Rejected) for t in together[1:])
