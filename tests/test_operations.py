@@ -93,19 +93,21 @@ def test_runners_with_their_own_prefect_home_never_corrupt_a_release(wh, prefect
         assert out.returncode == 0, out.stderr
         assert f"nothing new; release {first} stays current" in out.stdout
     assert len(load_manifest(root / "warehouse")["releases"]) == 2
-    before = kpis(root / "warehouse" / "politikpi.duckdb")
     redeliver(root, "reports/2019-01-06.csv", None)  # back to the content the first release was built from
     assert cli("refresh", env=h1).returncode == 0
     restated = current_id(root / "warehouse")
-    redeliver(root, "reports/2019-01-06.csv", 60)  # the state of the current release again: a cached build exists
-    out = cli("refresh", env=h2)
+    original = kpis(root / "warehouse" / "politikpi.duckdb")
+    redeliver(root, "reports/2019-01-06.csv", 60)
+    assert cli("refresh", env=h2).returncode == 0  # its cleanup removes the build h1's cached result names
+    redeliver(root, "reports/2019-01-06.csv", None)  # the state of `restated` again: a cached result exists
+    out = cli("refresh", env=h1)
     assert out.returncode == 0, out.stderr
     back = current_id(root / "warehouse")
     ids = [r["release_id"] for r in load_manifest(root / "warehouse")["releases"]]
-    assert len(set(ids)) == len(ids) == 4 and back not in (first, restated)
-    assert kpis(root / "warehouse" / "politikpi.duckdb") == before
+    assert len(set(ids)) == len(ids) == 5 and back not in (first, restated)
+    assert kpis(root / "warehouse" / "politikpi.duckdb") == original
     assert_consistent(root / "warehouse", h1)
-    out = cli("refresh", env=h1)
+    out = cli("refresh", env=h2)
     assert f"nothing new; release {back} stays current" in out.stdout
     assert (root / "state" / "results").is_dir() and not (root / "home1" / "storage").exists()
 
