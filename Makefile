@@ -7,12 +7,14 @@ LANDING ?= $(or $(POLITIKPI_LANDING),data/landing)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test lint bench chaos soak serve clean chromium
+.PHONY: venv run test lint bench chaos soak serve clean clean-data chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	# duckdb-cli 1.4.4's wheel installs its binary without the run bit
+	if [ -f $(BIN)/duckdb ]; then chmod +x $(BIN)/duckdb; fi
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -50,8 +52,18 @@ chaos: venv
 soak: venv
 	$(BIN)/python bench/soak.py --readers 20 --releases 20
 
+## make clean: the virtualenv and caches only; never landing data, the state or the warehouse
 clean:
-	rm -rf $(VENV) data warehouse/releases warehouse/*.duckdb warehouse/manifest.json
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis bench/out
+	find flows schemas tests bench -name __pycache__ -type d -prune -exec rm -rf {} +
+
+## make clean-data CONFIRM=yes: delete the state (archive, staged rows, quarantine) and every
+## release; the landing folder is never touched. The next refresh re-ingests the landing folder.
+clean-data:
+	@if [ "$(CONFIRM)" != "yes" ]; then \
+		echo "clean-data deletes $(or $(POLITIKPI_STATE),data/state) (with the archive of every ingested file) and every release in $(or $(POLITIKPI_WAREHOUSE),warehouse); run: make clean-data CONFIRM=yes"; exit 2; fi
+	rm -rf $(or $(POLITIKPI_STATE),data/state)
+	rm -rf $(addprefix $(or $(POLITIKPI_WAREHOUSE),warehouse)/,releases docs reports .building politikpi.duckdb manifest.json .lock)
 
 ## make serve: a Prefect server on 127.0.0.1 and the nightly deployment (02:00 Europe/Copenhagen)
 serve: venv

@@ -16,9 +16,10 @@ app = typer.Typer(
     help="politikpi — raw police exports in, an audited, versioned DuckDB KPI warehouse out.\n\n"
          "Quick start: `politikpi sample --year 2019 --out data/landing`, then `politikpi refresh`, "
          "then `politikpi overview`.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
 )
-console = Console()
+# Piped to a file or another program, lines are not wrapped at 80 columns (never mid-word).
+console = Console(soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)  # a one-line reason stays one line
 
 Landing = Annotated[Path, typer.Option(envvar="POLITIKPI_LANDING",
@@ -78,6 +79,9 @@ def refresh(
 
     Exit status: 0 published; 2 data-quality failure (threshold or audit; the current release
     stays current); 3 another refresh holds the state; 1 any other error."""
+    if landing.exists() and not landing.is_dir():
+        fail(f"--landing {landing} is a file, not a folder: give the folder that holds reports/, dispatches/, "
+             "outreach/ and ambassadors/")
     if not landing.is_dir():
         fail(f"landing folder {landing} does not exist (run `politikpi sample --out {landing}`)")
     if not verbose:  # task logs still reach the Prefect server; the terminal gets one verdict line

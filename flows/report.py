@@ -134,9 +134,13 @@ def charts(data: dict) -> dict[str, str]:
 def render(release_file: Path, year: int | None = None) -> str:
     """The report of one release file as a self-contained HTML page."""
     with duckdb.connect(str(release_file), read_only=True) as con:
-        year = year or con.execute("select max(year) from kpi_year_summary").fetchone()[0]
+        held = [r[0] for r in con.execute("select year from kpi_year_summary order by year").fetchall()]
+        year = year or (held[-1] if held else None)
         if year is None:
             raise ValueError(f"{release_file} holds no year to report")
+        if year not in held:
+            raise ValueError(f"no data for {year} in {release_file.name}; years held: "
+                             f"{', '.join(map(str, held))}")
         data = gather(con, year)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     env.filters.update(count=count, minutes=minutes)

@@ -74,11 +74,13 @@ def write_sample(out: Path, spec: SampleSpec, progress=None) -> dict[str, int]:
 
 def parse_years(text: str) -> tuple[int, ...]:
     """'2019' or '2015-2019' -> a tuple of years."""
-    text = text.strip()
-    if "-" in text:
-        first, last = (int(part) for part in text.split("-", 1))
-    else:
-        first = last = int(text)
-    if not (1990 <= first <= last <= dt.date.today().year + 1):
-        raise ValueError(f"years must be a range like 2015-2019, got {text!r}")
+    text, latest = text.strip(), dt.date.today().year + 1
+    try:
+        first, last = (int(part) for part in text.split("-", 1)) if "-" in text else (int(text), int(text))
+    except ValueError:
+        raise ValueError(f"--year must be a year (2019) or a range (2015-2019), got {text!r}") from None
+    if not (1990 <= first <= latest and 1990 <= last <= latest):
+        raise ValueError(f"--year {text}: the sample covers the years 1990 to {latest}")
+    if first > last:
+        raise ValueError(f"--year {text}: the range runs backwards (write {last}-{first})")
     return tuple(range(first, last + 1))
