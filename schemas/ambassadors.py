@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from schemas.common import in_district, integer, local_date, parses, rows_ok
+from schemas.common import in_district, integer, local_date, parses, rows_ok, whole_number
 
 KEY = "ambassadoer_id"
 FILE_SCOPED_RULES = True  # ids are unique within one roster file, so validate file by file
@@ -27,6 +27,10 @@ class RawAmbassador(pa.DataFrameModel):
     @pa.check("aktiv_fra", "aktiv_til", name="local_date")
     def dates(cls, data):
         return parses(data, local_date(data.key))
+
+    @pa.check("kommunekode", name="kommunekode_integer")
+    def kommune_int(cls, data):
+        return whole_number(data)
 
     @pa.check("kommunekode", name="kommunekode_in_district")
     def kommune(cls, data):

@@ -77,8 +77,20 @@ def parses(data: pa.PolarsData, parsed: pl.Expr) -> pl.LazyFrame:
     return passes(data, parsed.is_not_null())
 
 
+def whole_number(data: pa.PolarsData) -> pl.LazyFrame:
+    """The type rule of an integer column (`<column>_integer`): a formula, a decimal or text fails
+    here, and only here: the column's value rules pass what is not a whole number."""
+    return parses(data, integer(data.key))
+
+
+def integer_in(data: pa.PolarsData, allowed) -> pl.LazyFrame:
+    """A whole number among the allowed values; what is not a whole number is whole_number's to report."""
+    number = integer(data.key)
+    return passes(data, number.is_null() | number.is_in(allowed))
+
+
 def in_district(data: pa.PolarsData) -> pl.LazyFrame:
-    return passes(data, integer(data.key).is_in(municipality_codes()))
+    return integer_in(data, municipality_codes())
 
 
 def rows_ok(data: pa.PolarsData, ok: pl.Expr) -> pl.LazyFrame:

@@ -10,7 +10,18 @@ import pandera.polars as pa
 import polars as pl
 from pandera.engines.polars_engine import DateTime
 
-from schemas.common import in_district, integer, iso_ts, parsed, parsed_instant, parses, passes, rows_ok
+from schemas.common import (
+    in_district,
+    integer,
+    integer_in,
+    iso_ts,
+    parsed,
+    parsed_instant,
+    parses,
+    passes,
+    rows_ok,
+    whole_number,
+)
 
 MEASURED_CAUSES = ["husspektakel", "indbrud_igang", "overfald_slagsmaal", "roeveri",
                    "spirituskoersel", "anden_politimaessig"]
@@ -60,9 +71,13 @@ class RawDispatch(pa.DataFrameModel):
     def timestamps(cls, data):
         return parses(data, pl.col(parsed(data.key)))
 
+    @pa.check("prioritet", name="prioritet_integer")
+    def priority_int(cls, data):
+        return whole_number(data)
+
     @pa.check("prioritet", name="prioritet_1_2_or_3")
     def priority(cls, data):
-        return passes(data, integer(data.key).is_in([1, 2, 3]))
+        return integer_in(data, [1, 2, 3])
 
     @pa.check("aarsag", name="aarsag_allowed_value")
     def cause(cls, data):
@@ -71,6 +86,10 @@ class RawDispatch(pa.DataFrameModel):
     @pa.check("responstid_maalt", "aflyst", name="json_boolean")
     def booleans(cls, data):
         return parses(data, boolean(data.key))
+
+    @pa.check("kommunekode", name="kommunekode_integer")
+    def kommune_int(cls, data):
+        return whole_number(data)
 
     @pa.check("kommunekode", name="kommunekode_in_district")
     def kommune(cls, data):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from schemas.common import in_district, integer, local_date, parses, passes
+from schemas.common import in_district, integer, local_date, parses, passes, whole_number
 
 ACTIVITIES = ["mobil_politistation", "tryghedsopfoelgning", "borgerraadgiver", "sub_besoeg",
               "foredrag", "faerdselskontrol"]
@@ -29,6 +29,10 @@ class RawOutreach(pa.DataFrameModel):
     def date(cls, data):
         return parses(data, local_date(data.key))
 
+    @pa.check("kommunekode", name="kommunekode_integer")
+    def kommune_int(cls, data):
+        return whole_number(data)
+
     @pa.check("kommunekode", name="kommunekode_in_district")
     def kommune(cls, data):
         return in_district(data)
@@ -37,9 +41,13 @@ class RawOutreach(pa.DataFrameModel):
     def activity(cls, data):
         return passes(data, pl.col(data.key).is_in(ACTIVITIES))
 
-    @pa.check("antal", name="antal_integer_at_least_1")
+    @pa.check("antal", name="antal_integer")
+    def count_int(cls, data):
+        return whole_number(data)
+
+    @pa.check("antal", name="antal_at_least_1")
     def count(cls, data):
-        return passes(data, integer(data.key) >= 1)
+        return passes(data, integer(data.key).is_null() | (integer(data.key) >= 1))
 
     class Config:
         strict = True

@@ -6,7 +6,17 @@ import pandera.polars as pa
 import polars as pl
 from pandera.engines.polars_engine import DateTime
 
-from schemas.common import in_district, integer, local_ts, parsed, parsed_instant, parses, passes, rows_ok
+from schemas.common import (
+    in_district,
+    integer,
+    local_ts,
+    parsed,
+    parsed_instant,
+    parses,
+    passes,
+    rows_ok,
+    whole_number,
+)
 
 LAW_AREAS = ["Straffelov", "Færdselslov", "Særlov"]
 KEY = "journalnr"
@@ -42,7 +52,7 @@ class RawReport(pa.DataFrameModel):
 
     @pa.check("kommunekode", name="kommunekode_integer")
     def kommune_int(cls, data):
-        return parses(data, integer(data.key))
+        return whole_number(data)
 
     @pa.check("kommunekode", name="kommunekode_in_district")
     def kommune_district(cls, data):

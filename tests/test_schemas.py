@@ -61,7 +61,9 @@ def test_report_rule_is_named(changes, rule):
     ({"fremme": "2019-01-31T22:00:00Z"}, "fremme_not_before_modtaget"),
     ({"fremme": "2019-02-02T00:31:00+01:00"}, "fremme_at_most_24h_after_modtaget"),
     ({"prioritet": "4"}, "prioritet_1_2_or_3"),
-    ({"prioritet": '"1"'}, "prioritet_1_2_or_3"),  # a JSON string is not a number
+    ({"prioritet": '"1"'}, "prioritet_integer"),  # a JSON string is not a number
+    ({"prioritet": "1.0"}, "prioritet_integer"),
+    ({"kommunekode": "370.0"}, "kommunekode_integer"),  # a decimal is a type error, not "not in district"
     ({"aarsag": "ukendt"}, "aarsag_allowed_value"),
     ({"aarsag": "brand"}, "responstid_maalt_only_for_measured_causes"),
     ({"aflyst": '"ja"'}, "aflyst_json_boolean"),
@@ -75,7 +77,10 @@ def test_dispatch_rule_is_named(changes, rule):
 
 
 @pytest.mark.parametrize("source,row,changes,rule", [
-    ("outreach", OUTREACH, {"antal": "0"}, "antal_integer_at_least_1"),
+    ("outreach", OUTREACH, {"antal": "0"}, "antal_at_least_1"),
+    ("outreach", OUTREACH, {"antal": "2.5"}, "antal_integer"),
+    ("outreach", OUTREACH, {"kommunekode": "=SUM(B2:B9)"}, "kommunekode_integer"),  # a spreadsheet formula
+    ("ambassadors", AMBASSADOR, {"kommunekode": "3,70"}, "kommunekode_integer"),
     ("outreach", OUTREACH, {"aktivitet": "kaffemoede"}, "aktivitet_allowed_value"),
     ("outreach", OUTREACH, {"dato": "31-02-2019"}, "dato_local_date"),
     ("ambassadors", AMBASSADOR, {"aktiv_til": "01-01-2017"}, "aktiv_til_not_before_aktiv_fra"),
@@ -108,3 +113,16 @@ def test_one_row_breaking_two_rules_names_both():
 def test_quarantined_raw_values_hold_no_personal_data_columns():
     _, quarantined = run("reports", REPORT, kommunekode="336")
     assert "fritekst" not in quarantined["raw_values"][0] and "336" in quarantined["raw_values"][0]
+
+
+@pytest.mark.parametrize("source,row,column,value", [
+    ("reports", REPORT, "kommunekode", "370.0"),
+    ("dispatches", DISPATCH, "prioritet", "1.5"),
+    ("outreach", OUTREACH, "antal", "=B2*2"),
+    ("ambassadors", AMBASSADOR, "kommunekode", "=VLOOKUP(A2)"),
+])
+def test_a_value_that_is_not_a_whole_number_is_a_type_error_only(source, row, column, value):
+    """A formula or a decimal in an integer column is named as a type error, not as a value rule
+    ("not in district", "not 1, 2 or 3") that would send the data owner looking in the wrong place."""
+    _, quarantined = run(source, row, **{column: value})
+    assert quarantined["rules"].to_list() == [f"{column}_integer"]
