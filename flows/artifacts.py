@@ -26,7 +26,8 @@ def _headline(stable: Path) -> list[str]:
     lines = [f"| KPI ({data['year']}) | value |", "|---|---:|"]
     for key, label in HEADLINE:
         value = data[key]
-        lines.append(f"| {label} | {'–' if value is None else (f'{value:.2f}' if isinstance(value, float) else f'{value:,}')} |")
+        text = "–" if value is None else (f"{value:.2f}" if isinstance(value, float) else f"{value:,}")
+        lines.append(f"| {label} | {text} |")
     return lines
 
 
@@ -78,7 +79,8 @@ def _rows_and_rejected(outcome: dict) -> list[str]:
     lines = ["## Rows this run (new or re-delivered files)",
              "| source | files | read | staged | quarantined | share |", "|---|---:|---:|---:|---:|---:|"]
     for name, s in outcome["sources"].items():
-        lines.append(f"| {name} | {s['files']} | {s['read']:,} | {s['staged']:,} | {s['quarantined']:,} | {s['share']:.2%} |")
+        lines.append(f"| {name} | {s['files']} | {s['read']:,} | {s['staged']:,} | {s['quarantined']:,} "
+                     f"| {s['share']:.2%} |")
     lines += ["", "## Rejected files"]
     return lines + ([f"- `{r['file']}`: {r['reason']}" for r in outcome["rejected"]] or ["None."])
 

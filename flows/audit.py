@@ -43,8 +43,30 @@ class AuditResult:
 class AuditFailed(RuntimeError):
     def __init__(self, result: AuditResult):
         self.result = result
-        lines = [f"{c['frame']}: {c['expectation']}({c.get('column') or ''}) {c['detail']}" for c in result.failures]
+        lines = [c.get("message") or f"{c['frame']}: {c['expectation']}({c.get('column') or ''}) {c['detail']}"
+                 for c in result.failures]
         super().__init__("audit failed, nothing published: " + "; ".join(lines))
+
+
+KPI_SOURCE = {"reports": "reports", "callouts": "dispatches", "mean_response_min": "dispatches",
+              "outreach": "outreach"}
+KPI_UNIT = {"mean_response_min": " min"}
+
+
+def restatements(frame, limit: float, rejected: dict[str, list[str]] | None = None) -> list[str]:
+    """Closed months whose district total moved more than `limit` since the current release, in
+    the user's terms: "outreach 2019-11, all municipalities: 146 -> 0 (-100 %), after rejected file ..."."""
+    out = []
+    for row in frame[frame["change_share"] > limit].to_dict("records"):
+        old, new, unit = row["old_value"], row["new_value"], KPI_UNIT.get(row["kpi"], "")
+        missing = new is None or new != new  # no rows any more: a count of 0, a mean that does not exist
+        new_text = ("none" if unit else "0") if missing else f"{new:,.{2 if unit else 0}f}"
+        pct = 100 * ((new if new == new and new is not None else 0) - old) / old
+        files = (rejected or {}).get(KPI_SOURCE.get(row["kpi"], ""), [])
+        after = f", after rejected file{'s' if len(files) > 1 else ''} {', '.join(files[:3])}" if files else ""
+        out.append(f"{row['kpi']} {row['month']:%Y-%m}, all municipalities: {old:,.{2 if unit else 0}f} -> "
+                   f"{new_text}{unit} ({pct:+.0f} %){after}")
+    return out
 
 
 def _frames(con: duckdb.DuckDBPyConnection, has_current: bool, hard_share: float, flag_share: float) -> list:
@@ -61,7 +83,8 @@ def _frames(con: duckdb.DuckDBPyConnection, has_current: bool, hard_share: float
         frames.append([table, con.sql(f"select * from {table}").df(), exps, True])
     extra = {
         "kpi_reports": [E.ExpectColumnValuesToBeBetween(column="reports", min_value=0),
-                        E.ExpectColumnValuesToBeInSet(column="law_area", value_set=["Straffelov", "Færdselslov", "Særlov"])],
+                        E.ExpectColumnValuesToBeInSet(column="law_area",
+                                                      value_set=["Straffelov", "Færdselslov", "Særlov"])],
         "kpi_callouts": [E.ExpectColumnValuesToBeBetween(column="callouts", min_value=0),
                          E.ExpectColumnValuesToBeInSet(column="priority", value_set=[1, 2, 3])],
         "kpi_outreach": [E.ExpectColumnValuesToBeBetween(column="activities", min_value=0)],
@@ -104,8 +127,10 @@ def _detail(outcome, frame) -> str:
 
 
 def audit(con: duckdb.DuckDBPyConnection, docs_dir: Path | None = None, has_current: bool = False,
-          hard_share: float = 0.5, flag_share: float = 0.25) -> AuditResult:
-    """Validate the built release; blocking failures fail it, flags are recorded."""
+          hard_share: float = 0.5, flag_share: float = 0.25, rejected: dict[str, list[str]] | None = None,
+          accept_restatement: str | None = None) -> AuditResult:
+    """Validate the built release; blocking failures fail it, flags are recorded. With
+    accept_restatement (the operator's reason), the change check flags instead of blocking."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
@@ -131,6 +156,16 @@ def audit(con: duckdb.DuckDBPyConnection, docs_dir: Path | None = None, has_curr
                 config = outcome.expectation_config
                 check = {"frame": name, "expectation": config.type, "column": config.kwargs.get("column"),
                          "success": bool(outcome.success), "blocking": blocking, "detail": _detail(outcome, frame)}
+                if name == "change_vs_current" and not outcome.success:
+                    moved = restatements(frame, hard_share, rejected)
+                    more = f"; and {len(moved) - 5} more" if len(moved) > 5 else ""
+                    check["message"] = (
+                        f"closed months changed by more than {hard_share:.0%} (POLITIKPI_CHANGE_HARD_SHARE): "
+                        + "; ".join(moved[:5]) + more
+                        + '; if this restatement is real, re-run with --accept-restatement "<reason>"')
+                    if accept_restatement:
+                        blocking = False
+                        check.update(blocking=False, accepted=accept_restatement, restated=moved)
                 result.checks.append(check)
                 if not outcome.success and blocking:
                     result.success = False

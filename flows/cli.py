@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -29,7 +30,7 @@ State = Annotated[Path, typer.Option(envvar="POLITIKPI_STATE",
 Warehouse = Annotated[Path, typer.Option(envvar="POLITIKPI_WAREHOUSE",
                                          help="Warehouse folder: releases/, manifest.json and the stable politikpi.duckdb.")]
 
-EXIT_OK, EXIT_ERROR, EXIT_DATA_QUALITY, EXIT_BUSY = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_DATA_QUALITY, EXIT_BUSY, EXIT_REJECTED = 0, 1, 2, 3, 4
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
@@ -74,11 +75,15 @@ def refresh(
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Rebuild the state from the archive of every file ever ingested.")] = False,
     reingest: Annotated[str | None, typer.Option(help="Re-validate archived files whose identity matches a glob, e.g. 'reports/2019-03-*' (after a rule change).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's task logs and tracebacks on the terminal.")] = False,
+    accept_restatement: Annotated[str | None, typer.Option(metavar="REASON", help="Publish even if closed months moved beyond POLITIKPI_CHANGE_HARD_SHARE (a real restatement); the reason and the changes are logged in the release and <state>/restatements.jsonl.")] = None,
+    fail_on_rejected: Annotated[bool, typer.Option("--fail-on-rejected", envvar="POLITIKPI_FAIL_ON_REJECTED", help="Exit 4 when this run rejected a file (the release is still published): for cron and other automation.")] = False,
 ) -> None:
     """Run the refresh flow once: extract, validate, transform, audit, publish.
 
-    Exit status: 0 published; 2 data-quality failure (threshold or audit; the current release
-    stays current); 3 another refresh holds the state; 1 any other error."""
+    Exit status: 0 done (published, nothing new, or pinned by a rollback); 2 data-quality failure
+    (threshold or audit; the current release stays current); 3 another refresh holds the state;
+    4 with --fail-on-rejected: files were rejected this run (what could be read is published);
+    1 any other error. A rejected file is also a Prefect event, politikpi.file.rejected."""
     if landing.exists() and not landing.is_dir():
         fail(f"--landing {landing} is a file, not a folder: give the folder that holds reports/, dispatches/, "
              "outreach/ and ambassadors/")
@@ -99,7 +104,9 @@ def refresh(
 
         started = time.monotonic()
         try:
-            result = refresh_flow(str(landing), str(state), str(warehouse), full_refresh, reingest)
+            if accept_restatement is not None and not accept_restatement.strip():
+                fail("--accept-restatement needs a reason (it is logged with the release)")
+            result = refresh_flow(str(landing), str(state), str(warehouse), full_refresh, reingest, accept_restatement)
         except ThresholdExceeded as exc:
             fail(str(exc), EXIT_DATA_QUALITY)
         except AuditFailed as exc:
@@ -122,7 +129,12 @@ def refresh(
 
     print_run_summary(result)
     console.print(f"[bold green]OK[/]: {verdict(result)} in {time.monotonic() - started:.1f} s", soft_wrap=True)
-    exit_now(0)
+    rejected = result.get("rejected_this_run") or []
+    if rejected:
+        err.print(f"[yellow]WARNING[/]: {len(rejected)} file(s) rejected this run: "
+                  f"{', '.join(r['file'] for r in rejected[:5])}{' …' if len(rejected) > 5 else ''}; "
+                  "see `politikpi quarantine` and tell the data owner", highlight=False)
+    exit_now(EXIT_REJECTED if rejected and fail_on_rejected else 0)
 
 
 def exit_now(code: int) -> None:
@@ -194,48 +206,67 @@ def overview(
 @app.command()
 def quarantine(
     state: State = Path("data/state"),
-    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
-    file: Annotated[str | None, typer.Option(help="Only this file identity (e.g. reports/2019-01-05.csv).")] = None,
-    limit: Annotated[int, typer.Option(help="Rows to show; 0 = summary only.")] = 20,
+    source: Annotated[str | None, typer.Option(help="Only this source: reports, dispatches, outreach or ambassadors.")] = None,
+    file: Annotated[str | None, typer.Option(help="Only this file: its identity (reports/2019-01-05.csv) or the name it was delivered under (reports/2019-01-05.csv.gz).")] = None,
+    limit: Annotated[int, typer.Option(min=0, help="Rows to show in the table; 0 = the summaries only.")] = 20,
+    show_all: Annotated[bool, typer.Option("--all", help="Every matching row (no --limit).")] = False,
+    output: Annotated[str, typer.Option("--format", help="table (for a terminal), csv or json (every matching row, to send to the data owner).")] = "table",
 ) -> None:
-    """List quarantined rows (file, line, rules, raw values without personal data) and rejected files."""
-    import duckdb
+    """Quarantined rows (file, line, rules, raw values without personal data) and rejected files.
 
+    Shows the rows the state holds and, after a run the failure threshold stopped, that run's rows
+    (parked, not loaded). Rejected files are marked open, or resolved once a later delivery of the
+    same file was ingested. --format csv or json writes every matching row to standard output."""
+    from flows import quarantine as q
+    from flows.sources import SOURCES
     from flows.state import db_path
 
+    if source is not None and source not in SOURCES:
+        fail(f"unknown --source {source!r}; the sources are {', '.join(SOURCES)}")
+    if output not in ("table", "csv", "json"):
+        fail(f"unknown --format {output!r}; use table, csv or json")
     if not db_path(state).exists():
-        fail(f"no state at {state}: run `politikpi refresh` first")
-    with duckdb.connect(str(db_path(state)), read_only=True) as con:
-        where, params = "where 1 = 1", []
-        if source:
-            where += " and source = ?"
-            params.append(source)
-        if file:
-            where += " and file_identity = ?"
-            params.append(file)
-        summary = con.execute(f"select source, kind, rules, count(*) from quarantine {where} group by all "
-                              "order by 1, 4 desc", params).fetchall()
-        t = Table(title="Quarantined rows by rule (kind: row, line = not a record, correction = an invalid "
-                        "newer version; the valid one stays in force)")
-        for c in ("source", "kind", "rules", "rows"):
-            t.add_column(c)
-        for s, k, r, n in summary:
-            t.add_row(s, k, r, f"{n:,}")
+        fail(f"no state at {state}: run `politikpi refresh` first (or check --state / POLITIKPI_STATE)")
+    rows = q.all_rows(state, source, file)
+    rejected = q.rejected_files(state, source, file)
+    if output != "table":
+        sys.stdout.write(rows.write_csv() if output == "csv" else
+                         json.dumps({"rows": rows.to_dicts(), "rejected_files": rejected}, default=str,
+                                    ensure_ascii=False, indent=1) + "\n")
+        return
+    if file and rows.is_empty() and not rejected:
+        fail(f"no quarantined rows and no rejected delivery for file {file!r} (give its identity, e.g. "
+             "reports/2019-01-05.csv, or the name it was delivered under)")
+    stopped = q.pending(state)
+    if stopped:
+        console.print(f"[yellow]The run {stopped.get('run_id')} at {stopped.get('at')} was stopped by the failure "
+                      "threshold: its rows below are marked 'stopped run' and were not loaded.[/]")
+    summary = rows.group_by("status", "source", "kind", "rules").len().sort(["status", "source", "len"],
+                                                                             descending=[False, False, True])
+    t = Table(title="Quarantined rows by rule (kind: row; line = not a record; correction = an invalid newer "
+                    "version, the valid one stays in force)")
+    for c in ("status", "source", "kind", "rules", "rows"):
+        t.add_column(c, justify="right" if c == "rows" else "left")
+    for status, src, kind, rules, n in summary.iter_rows():
+        t.add_row(status, src, kind, rules, f"{n:,}")
+    console.print(t)
+    shown = rows if show_all else rows.head(limit)
+    if len(shown):
+        t = Table(title=f"{'All' if len(shown) == len(rows) else f'First {len(shown)} of'} {len(rows):,} "
+                        "quarantined rows (--format csv for every value)")
+        for c in ("file", "line", "rules"):
+            t.add_column(c, overflow="fold")
+        t.add_column("raw values (personal data removed)", overflow="ellipsis", no_wrap=True, max_width=70)
+        for r in shown.iter_rows(named=True):
+            values = r["raw_values"] or f"(length {r['length']}, sha256 {str(r['sha256'])[:12]}…)"
+            t.add_row(r["file"], str(r["line"]), r["rules"], values)
         console.print(t)
-        if limit:
-            rows = con.execute(f"select file_identity, line, rules, coalesce(raw_values, "
-                               f"'(length ' || length || ', sha256 ' || left(sha256, 12) || '…)') "
-                               f"from quarantine {where} order by file_identity, line limit ?",
-                               [*params, limit]).fetchall()
-            t = Table(title=f"First {limit} quarantined rows")
-            for c in ("file", "line", "rules", "raw values (personal data removed)"):
-                t.add_column(c, overflow="fold")
-            for row in rows:
-                t.add_row(row[0], str(row[1]), row[2], row[3])
-            console.print(t)
-        for ident, reason in con.execute("select identity, reason from files where status = 'rejected' "
-                                         "order by identity").fetchall():
-            console.print(f"[yellow]rejected file[/] {ident}: {reason}")
+    for r in rejected:
+        if r["state"] == "resolved":
+            console.print(f"[green]resolved[/] {r['file']}: was rejected ({r['reason']}); {r['now_path']} was "
+                          f"ingested at {r['now_at']:%Y-%m-%d %H:%M}", soft_wrap=True, highlight=False)
+        else:
+            console.print(f"[yellow]rejected file[/] {r['file']}: {r['reason']}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -243,8 +274,8 @@ def releases(
     warehouse: Warehouse = Path("warehouse"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest entries as JSON.")] = False,
 ) -> None:
-    """List published releases, oldest first; * marks the current one."""
-    import json
+    """List published releases, oldest first: data through, how each was built (whole, or patched
+    from which release), its audit and checksum; * marks the current one."""
 
     from flows.publish import load_manifest
 
@@ -254,12 +285,23 @@ def releases(
         return
     if not manifest["releases"]:
         console.print(f"no releases in {warehouse}: run `politikpi refresh`")
+        return
+    pin = (manifest.get("pinned") or {}).get("release_id")
+    t = Table(title=f"Releases in {warehouse} (* current{', pinned by a rollback until `politikpi unpin`' if pin else ''})")
+    for c in ("", "release", "data through", "built", "audit", "sha256"):
+        t.add_column(c)
     for r in manifest["releases"]:
-        mark = "*" if r["release_id"] == manifest["current"] else " "
-        audit = r.get("validation_summary", {})
-        console.print(f"{mark} {r['release_id']}  data through {r.get('data_through')}  code {r.get('code_version')}  "
-                      f"audit {audit.get('checks', '?')} checks, {audit.get('failed', '?')} failed, "
-                      f"{len(audit.get('flagged', []))} flagged  sha256 {r['sha256'][:12]}", soft_wrap=True, highlight=False)
+        mark = ("*" if r["release_id"] == manifest["current"] else "") + (" pinned" if r["release_id"] == pin else "")
+        audit, build = r.get("validation_summary", {}), r.get("build") or {}
+        built = (f"patch of {build.get('base')} ({build.get('changed_files')} changed files)"
+                 if build.get("kind") == "patch" else build.get("kind", "?"))
+        if r.get("code_version"):
+            built += f", code {r['code_version']}"
+        checks = f"{audit.get('checks', '?')} checks, {audit.get('failed', '?')} failed, {len(audit.get('flagged', []))} flagged"
+        if audit.get("restatement"):
+            checks += f"; restatement accepted: {audit['restatement']['reason']}"
+        t.add_row(mark, r["release_id"], str(r.get("data_through")), built, checks, r["sha256"][:12])
+    console.print(t)
 
 
 @app.command()
@@ -371,8 +413,6 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole diff as JSON.")] = False,
 ) -> None:
     """Which KPI values changed between two releases, and whether inputs or code changed."""
-    import json
-
     from flows.releases import ReleaseError
     from flows.releases import diff as do_diff
 
@@ -383,19 +423,41 @@ def diff(
     if as_json:
         print(json.dumps(result, indent=2, default=str, ensure_ascii=False))
         return
-    console.print(f"code changed: {result['code_changed']} ({' -> '.join(result['code_versions'])})")
+    if result["a_is_newer"]:
+        err.print(f"[yellow]WARNING[/]: {a} is newer than {b}: the changes below read backwards "
+                  f"(`politikpi diff {b} {a}` for old -> new)", highlight=False)
+    console.print(f"code changed: {result['code_changed']} ({' -> '.join(result['code_versions'])})", highlight=False)
     for kind in ("inputs_added", "inputs_removed", "inputs_changed"):
         items = result[kind]
-        console.print(f"{kind.replace('_', ' ')}: {len(items)}" + (f" ({', '.join(items[:5])}…)" if items else ""))
+        console.print(f"{kind.replace('_', ' ')}: {len(items)}" + (f" ({', '.join(items[:5])}{' …' if len(items) > 5 else ''})"
+                                                                     if items else ""), highlight=False)
     t = Table(title=f"KPI rows {a} -> {b}")
     for c in ("table", "added", "removed", "changed"):
-        t.add_column(c)
+        t.add_column(c, justify="left" if c == "table" else "right")
     for table, d in result["tables"].items():
-        t.add_row(table, str(d["added"]), str(d["removed"]), str(d["changed"]))
+        t.add_row(table, f"{d['added']:,}", f"{d['removed']:,}", f"{d['changed']:,}")
     console.print(t)
+    names = result["municipalities"]
     for table, d in result["tables"].items():
         for ex in d["examples"]:
-            console.print(f"  {table} {ex['change']} {ex['key']}: {ex['values']}", soft_wrap=True)
+            key = ", ".join(f"{k} {v if v is not None else 'all'}" + (f" {names[v]}" if v in names and k.endswith("municipality_code") else "")
+                            for k, v in ex["key"].items())
+            values = "; ".join(f"{col} {_cell(old)} -> {_cell(new)}" for col, (old, new) in ex["values"].items())
+            console.print(f"  {table} {ex['change']}: {key}: {values}", soft_wrap=True, highlight=False)
+
+
+def _cell(text: str | None) -> str:
+    """A KPI value as people read it: (none), 1,763, 12.09; dates and words as they are."""
+    if text is None:
+        return "(none)"
+    try:
+        return f"{int(text):,}"
+    except ValueError:
+        pass
+    try:
+        return f"{float(text):,.2f}"
+    except ValueError:
+        return text
 
 
 @app.command()
@@ -454,3 +516,10 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # one line for the user; the traceback with POLITIKPI_DEBUG=1
+        if os.environ.get("POLITIKPI_DEBUG"):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        err.print(f"[bold red]FAILED[/]: {type(exc).__name__}: {first} (set POLITIKPI_DEBUG=1 for the traceback)",
+                  highlight=False)
+        sys.exit(EXIT_ERROR)

@@ -189,6 +189,12 @@ def write_manifest(warehouse: Path, manifest: dict) -> None:
     _write_atomic(warehouse / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Any small JSON record, written atomically (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
 def prune(warehouse: Path, keep: int) -> list[str]:
     """Keep the newest `keep` releases and always the current one; delete the rest."""
     manifest = load_manifest(warehouse)

@@ -113,10 +113,11 @@ def _stream(path: Path):
                 if total > limit:
                     raise Rejected(f"expands beyond {limit:,} bytes (POLITIKPI_MAX_FILE_BYTES)")
                 if b"\x00" in chunk:
-                    raise Rejected("binary content (NUL bytes): not a text file")
+                    raise Rejected("binary content (NUL bytes): not a text file (likely a UTF-16 export or a "
+                                   "spreadsheet saved under a .csv name: save it as CSV, UTF-8)")
                 yield chunk
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise Rejected(f"broken gzip: {exc}") from None
+        raise Rejected(f"broken gzip: {exc} (likely cut off in transfer: deliver it again)") from None
     except OSError as exc:
         raise Rejected(f"cannot be read: {exc.strerror or exc}") from None
 
@@ -148,7 +149,7 @@ def scan_text(path: Path) -> tuple[str, bool]:
             decoder.decode(chunk)
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        raise Rejected("not text in UTF-8 or Windows-1252") from None
+        raise Rejected("not text in UTF-8 or Windows-1252 (save it as CSV, UTF-8)") from None
     return "cp1252", quotes % 2 == 1
 
 
@@ -215,6 +216,16 @@ class _Prepared:
     open_quote: bool = False  # an odd number of `"`: some quote is never closed
 
 
+def _header_hint(header: str, expected: list[str]) -> str:
+    """The likely cause of a wrong header, in words the data owner can act on."""
+    for sep, name in ((",", "comma"), ("\t", "tab")):
+        if ";" not in header and next(csv.reader([header], delimiter=sep)) == expected:
+            return f" (the file is {name}-separated: export it with ';' between fields)"
+    if header.lower().replace(" ", "") == ";".join(expected).lower():
+        return " (the column names differ only in case or spaces: use them exactly as listed)"
+    return " (another export or an older format: check which system produced it)"
+
+
 def _prepare_csv(path: Path, source: Source, tmpdir: Path) -> _Prepared:
     """Encoding, header and compression checked before DuckDB parses the file."""
     encoding, open_quote = scan_text(path)
@@ -228,7 +239,8 @@ def _prepare_csv(path: Path, source: Source, tmpdir: Path) -> _Prepared:
         found = next(csv.reader([header], delimiter=";"))
         expected = source.schema.COLUMNS
         if found != expected:
-            raise Rejected(f"wrong columns: expected {';'.join(expected)}, found {';'.join(found)[:200]}")
+            raise Rejected(f"wrong columns: expected {';'.join(expected)}, found {';'.join(found)[:200]}"
+                           + _header_hint(header, expected))
     except BaseException:
         if data != path:
             data.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from flows.stages import (  # noqa: E402
     CACHE,
     Pinned,
     ThresholdExceeded,
+    announce_rejected,
     audit_build,
     build_matches,
     cleanup,
@@ -85,9 +86,10 @@ def rebuild_source(source: str, entries: list[dict], state_dir: Path, workdir: P
 
 
 @task(name="check failure threshold")
-def check_threshold(results: list[extract.FileResult], settings: Settings) -> dict:
-    """SPEC section 3: per source, quarantined / read over this run's files; no retries (not I/O)."""
-    return threshold_summary(results, settings)
+def check_threshold(results: list[extract.FileResult], settings: Settings, run_id: str) -> dict:
+    """Per source, quarantined / read over this run's files; no retries (not I/O). A breach keeps the
+    run's files listed in the work folder, so `politikpi quarantine` can show their rows."""
+    return threshold_summary(results, settings, run_id)
 
 
 @task(name="load state", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=io_only)
@@ -110,9 +112,9 @@ def transform(settings: Settings, key: str, full: bool = False) -> dict:
 
 
 @task(name="audit", cache_key_fn=task_key, **CACHE)
-def audit(settings: Settings, built: dict, key: str) -> dict:
+def audit(settings: Settings, built: dict, key: str, accept_restatement: str | None = None) -> dict:
     """Great Expectations on the built release; a failure leaves the current release current."""
-    result = audit_build(settings, built)
+    result = audit_build(settings, built, accept_restatement)
     faults.hit("audit")
     return result
 
@@ -125,11 +127,12 @@ def publish(settings: Settings, built: dict, audited: dict) -> dict:
 
 @flow(name="refresh", on_failure=[notify_failure], on_crashed=[notify_failure])
 def refresh(landing: str = "data/landing", state_dir: str = "data/state", warehouse: str = "warehouse",
-            full_refresh: bool = False, reingest: str | None = None) -> dict:
+            full_refresh: bool = False, reingest: str | None = None, accept_restatement: str | None = None) -> dict:
     """Nightly refresh: landing files in, an audited release of the KPI warehouse out.
 
     full_refresh re-validates every archived file; reingest (a glob on file identities, e.g.
-    "reports/2019-03-*") re-validates the matching archived files after a rule change.
+    "reports/2019-03-*") re-validates the matching archived files after a rule change;
+    accept_restatement (the operator's reason) lets closed months move beyond the audit's hard limit.
     A run with nothing new publishes nothing ("unchanged"); a pinned release (rollback) stays
     current and new data is only staged ("pinned")."""
     settings = Settings(Path(landing), Path(state_dir), Path(warehouse)).resolved()
@@ -156,7 +159,7 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
             futures.append(extract_source.with_options(refresh_cache=not work_done(workdir, key), **results_at).submit(
                 name, mine, settings.landing, settings.state, workdir, hashes, key=key))
         results = [r for f in futures for r in f.result()]
-        summary = check_threshold(results, settings)
+        summary = check_threshold(results, settings, run_id)
         reset = [e["identity"] for entries in rebuild.values() for e in entries]
         load_state(results, settings.state, workdir, run_id, reset if full_refresh else [])
         if pin := releases.pinned(settings.warehouse):
@@ -172,7 +175,8 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
             built = transform.with_options(refresh_cache=True, **results_at)(settings, key=key, full=full)
         release_id = built["meta"]["release_id"]
         audited = audit.with_options(refresh_cache=not Path(built["docs"]).exists(), **results_at)(
-            settings, built, key=f"{key}-{release_id}")
+            settings, built, key=f"{key}-{release_id}-{accept_restatement or ''}",
+            accept_restatement=accept_restatement)
         try:
             entry = publish(settings, built, audited)
         except Pinned:  # an operator rolled back while this run was building
@@ -185,12 +189,16 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
 def _finish(settings: Settings, logger, status: str, release: dict | None, summary: dict, refused: list,
             results: list, pin: dict | None = None) -> dict:
     """The run's outcome: logged, published as artifacts, returned to the CLI."""
-    rejected = [{"file": r.landing_path, "reason": r.reason} for r in results if r.status == "rejected"]
-    rejected += [{"file": path, "reason": reason} for path, reason in refused]
+    new = [{"file": r.landing_path, "source": r.source, "reason": r.reason} for r in results if r.status == "rejected"]
+    rejected = new + [{"file": path, "reason": reason} for path, reason in refused]
     outcome = {"status": status, "release": release, "sources": summary, "rejected": rejected, "pinned": pin,
-               "files_ingested": sum(r.status == "ingested" for r in results)}
+               "rejected_this_run": new, "files_ingested": sum(r.status == "ingested" for r in results)}
     run_artifacts(outcome, settings)
     rid = release["release_id"] if release else None
+    if new:
+        announce_rejected(new, status, rid)
+        logger.warning("%d file(s) rejected this run, %s anyway: %s", len(new), status,
+                       "; ".join(f"{r['file']}: {r['reason']}" for r in new)[:2000])
     if status == "published":
         logger.info("published release %s", rid)
     elif status == "unchanged":

@@ -257,13 +257,16 @@ def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
     con = duckdb.connect()
     for alias, path in zip(("a", "b"), paths, strict=True):
         con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {alias} (read_only)")
-    meta = {alias: con.execute(f"select input_files, code_version from {alias}._release").fetchone()
+    meta = {alias: con.execute(f"select input_files, code_version, created_at from {alias}._release").fetchone()
             for alias in ("a", "b")}
     inputs_a, inputs_b = (json.loads(meta[x][0]) for x in ("a", "b"))
     out = {"code_changed": meta["a"][1] != meta["b"][1], "code_versions": [meta["a"][1], meta["b"][1]],
            "inputs_added": sorted(set(inputs_b) - set(inputs_a)),
            "inputs_removed": sorted(set(inputs_a) - set(inputs_b)),
            "inputs_changed": sorted(k for k in set(inputs_a) & set(inputs_b) if inputs_a[k] != inputs_b[k]),
+           "a_is_newer": meta["a"][2] > meta["b"][2],
+           "municipalities": {str(code): name for code, name in con.execute(
+               "select municipality_code, municipality from b.dim_municipality").fetchall()},
            "tables": {}}
     for table, keys in TABLE_KEYS.items():
         cols = [r[0] for r in con.execute(f"select column_name from duckdb_columns() where database_name = 'b' "
@@ -271,12 +274,12 @@ def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
         values = [c for c in cols if c not in keys]
         on = " and ".join(f"a.{k} is not distinct from b.{k}" for k in keys)
         differs = " or ".join(f"a.{v} is distinct from b.{v}" for v in values)
-        key_expr = ", ".join(f"coalesce(b.{k}, a.{k})::varchar" for k in keys)
+        key_expr = ", ".join(f"'{k}': coalesce(b.{k}, a.{k})::varchar" for k in keys)
         rows = con.execute(f"""
             select case when a.{keys[0]} is null and a.{values[0]} is null then 'added'
                         when b.{keys[0]} is null and b.{values[0]} is null then 'removed'
                         else 'changed' end as change,
-                   [{key_expr}] as key,
+                   {{ {key_expr} }} as key,
                    {{ {', '.join(f"'{v}': [a.{v}::varchar, b.{v}::varchar]" for v in values)} }} as vals
             from a.{table} as a full outer join b.{table} as b on {on}
             where a.{keys[0]} is null and a.{values[0]} is null or b.{keys[0]} is null and b.{values[0]} is null

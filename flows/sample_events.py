@@ -224,7 +224,7 @@ def _callout(rng, year: int, seq: int, day: dt.date, code: int, hour: int, cause
     priority = rng.choices([1, 2, 3], [0.35, 0.45, 0.2])[0]
     measured = cause in MEASURED and priority == 1 and rng.random() < 0.55
     cancelled = rng.random() < 0.04
-    mean = RESPONSE_MEAN_MIN[code] if code in RESPONSE_MEAN_MIN else 12.0
+    mean = RESPONSE_MEAN_MIN.get(code, 12.0)
     sigma = 0.5
     seconds = round(60 * rng.lognormvariate(math.log(mean) - sigma**2 / 2, sigma))
     seconds = min(max(seconds, 60), 3 * 3600) * (1 if priority == 1 else 2)
@@ -372,10 +372,10 @@ def write_ambassadors(out: Path, year: int, target: dict, munis, rng, scale: int
             name = unicodedata.normalize("NFD", area) if n % 2 else f" {area}  "
         seen.add((code, area))
         rows.append([f"TA-{n:05d}", name, str(code), start, end, person(rng)])
-    for k in range(8 * scale):  # left before the year: not active in it
+    for _k in range(8 * scale):  # left before the year: not active in it
         code, area = rng.choice(areas)
         rows.append([f"TA-{len(rows) + 1:05d}", area, str(code), d(year - 3, 3, 1), d(year - 1, 6, 30), person(rng)])
-    for k in range(4 * scale):  # signed up for next year
+    for _k in range(4 * scale):  # signed up for next year
         code, area = rng.choice(areas)
         rows.append([f"TA-{len(rows) + 1:05d}", area, str(code), d(year + 1, 2, 1), "", person(rng)])
     dirt = [

@@ -196,6 +196,8 @@ def running_server(port: int = 4200, home: Path | None = None, log: Path | None 
         proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=_death_signal_setter())
     try:
+        with suppress(OSError), open(log, "ab") as out:  # appended: a whole line among the server's
+            out.write(f"# server pid {proc.pid}\n".encode())
         deadline = time.monotonic() + timeout
         while True:
             code = proc.poll()
@@ -285,5 +287,10 @@ def serve_nightly(landing: Path, state: Path, warehouse: Path, cron: str, timezo
                     description="Nightly politikpi refresh", print_starting_message=False)
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM before Prefect's runner took it over
             say(f"stopped ({exc.args[0] if exc.args else 'SIGINT'})")
+            return
+        except SystemExit as exc:  # SIGTERM while Prefect's runner starts: its handler calls sys.exit(0)
+            if exc.code not in (0, None):
+                raise
+            say("stopped (SIGTERM)")
             return
     say("stopped")

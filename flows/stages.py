@@ -21,6 +21,7 @@ from flows.audit import AuditFailed
 from flows.audit import audit as run_audit
 from flows.audit_queries import RELEASE_FACTS_SQL
 from flows.config import Settings
+from flows.quarantine import PENDING
 from flows.reference import reference_dir
 from flows.sources import SOURCES
 from flows.state import connect as state_connect
@@ -122,7 +123,7 @@ def mark_work_done(workdir: Path, key: str) -> None:
     (workdir / f"{key}.done").touch()
 
 
-def threshold_summary(results: list[extract.FileResult], settings: Settings) -> dict:
+def threshold_summary(results: list[extract.FileResult], settings: Settings, run_id: str = "") -> dict:
     summary = {}
     for name in SOURCES:
         mine = [r for r in results if r.source == name and r.status == "ingested"]
@@ -132,11 +133,31 @@ def threshold_summary(results: list[extract.FileResult], settings: Settings) -> 
         summary[name] = {"files": len(mine), "read": read, "quarantined": bad,
                          "staged": sum(r.rows_staged for r in mine), "share": round(share, 6)}
         if read >= settings.min_rows_for_threshold and share > settings.max_quarantine_share:
+            workdir = settings.state / "work"
+            publish.write_json_atomic(workdir / PENDING, {
+                "run_id": run_id, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "files": [{k: getattr(r, k) for k in ("identity", "source", "landing_path", "sha256")}
+                          for r in results if r.status == "ingested"]})
             raise ThresholdExceeded(
                 f"{name}: {bad:,} of {read:,} rows quarantined ({share:.2%}) exceeds "
-                f"{settings.max_quarantine_share:.0%}; nothing loaded or published. "
-                f"See `politikpi quarantine --source {name}` after fixing, or raise POLITIKPI_MAX_QUARANTINE_SHARE.")
+                f"{settings.max_quarantine_share:.0%}; nothing loaded or published. {_worst(mine, workdir)}. "
+                f"`politikpi quarantine --source {name}` lists the rows; fix and re-deliver the files, or raise "
+                "POLITIKPI_MAX_QUARANTINE_SHARE")
     return summary
+
+
+def _worst(files: list[extract.FileResult], workdir: Path) -> str:
+    """The files and rules behind a breach, worst first (what the on-call engineer forwards)."""
+    import polars as pl
+
+    files = sorted((r for r in files if r.rows_quarantined), key=lambda r: -r.rows_quarantined)
+    named = ", ".join(f"{r.landing_path} {r.rows_quarantined:,} of {r.rows_read:,}" for r in files[:3])
+    named += f" and {len(files) - 3} more" if len(files) > 3 else ""
+    parts = [p for r in files if (p := workdir / f"{r.sha256}.quarantine.parquet").exists()]
+    rules = pl.read_parquet(parts).get_column("rules").str.split("; ").explode().value_counts(sort=True) \
+        if parts else None
+    top = ", ".join(f"{rule} ({n:,})" for rule, n in rules.head(3).iter_rows()) if rules is not None else "?"
+    return f"Files: {named}; top rules: {top}"
 
 
 def build_path(settings: Settings, release_id: str) -> Path:
@@ -199,8 +220,16 @@ def _run_id() -> str:
     return str(flow_run.get_id() or "local")
 
 
-def audit_build(settings: Settings, built: dict) -> dict:
-    """Audit the build; record the outcome in its `_release` row unless it is already published."""
+REJECTED_INPUTS_SQL = """
+select source, list(identity order by identity) from state.files
+where status = 'rejected' and identity in (select unnest(json_keys(input_files::json)) from current._release)
+group by source
+"""
+
+
+def audit_build(settings: Settings, built: dict, accept_restatement: str | None = None) -> dict:
+    """Audit the build; record the outcome in its `_release` row unless it is already published.
+    An accepted restatement (the operator's reason) is logged in <state>/restatements.jsonl."""
     path, docs = Path(built["path"]), Path(built["docs"])
     already_published = path.stat().st_nlink > 1  # hard-linked under releases/: immutable now
     con = duckdb.connect()
@@ -213,8 +242,17 @@ def audit_build(settings: Settings, built: dict) -> dict:
         if has_current:
             con.execute(f"attach {transform_mod.quote_path(stable)} as current (read_only)")
         shutil.rmtree(docs, ignore_errors=True)
-        result = run_audit(con, docs, has_current, settings.change_hard_share, settings.change_share)
+        rejected = dict(con.execute(REJECTED_INPUTS_SQL).fetchall()) if has_current else {}
+        result = run_audit(con, docs, has_current, settings.change_hard_share, settings.change_share,
+                           rejected=rejected, accept_restatement=accept_restatement)
         summary = result.summary()
+        accepted = [c for c in result.checks if c.get("accepted")]
+        if accepted:
+            summary["restatement"] = {"reason": accept_restatement, "changes": accepted[0]["restated"]}
+            with open(settings.state / "restatements.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                                     "release_id": built["meta"]["release_id"], "flow_run_id": _run_id(),
+                                     **summary["restatement"]}, ensure_ascii=False) + "\n")
         if not result.success:
             kept = settings.state / "audits" / path.stem
             shutil.copytree(docs, kept, dirs_exist_ok=True)
@@ -325,6 +363,18 @@ def notify_failure(flow, flow_run, state) -> None:
     with open(folder / "failures.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(), "flow_run_id": str(flow_run.id),
                              "state": state.name, "message": message}) + "\n")
+
+
+def announce_rejected(rejected: list[dict], status: str, release_id: str | None) -> None:
+    """One Prefect event per file rejected this run (`politikpi.file.rejected`): an automation can
+    match it and tell the data owner. Carries file names and reasons only, never content."""
+    from prefect.events import emit_event
+
+    for item in rejected:
+        emit_event(event="politikpi.file.rejected",
+                   resource={"prefect.resource.id": f"politikpi.file.{item['file']}",
+                             "prefect.resource.name": item["file"], "politikpi.source": item["source"]},
+                   payload={"reason": item["reason"], "run_status": status, "release_id": release_id})
 
 
 def run_artifacts(outcome: dict, settings: Settings) -> None:

@@ -39,6 +39,10 @@ create table if not exists staged_ambassadors (
     file_identity varchar, line bigint, ambassadoer_id varchar, lokalomraade varchar,
     kommunekode integer, aktiv_fra date, aktiv_til date
 );
+create table if not exists rejections (
+    identity varchar, source varchar, landing_path varchar, sha256 varchar, reason varchar, run_id varchar,
+    rejected_at timestamptz
+);
 create table if not exists quarantine (
     source varchar, file_identity varchar, line bigint, kind varchar, rules varchar,
     record_key varchar, raw_values varchar, length bigint, sha256 varchar, run_id varchar
@@ -120,6 +124,8 @@ def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dic
             con.execute("insert into quarantine by name select ? as run_id, * from incoming_quarantine", [run_id])
             con.unregister("incoming_quarantine")
         con.execute("insert into files by name select *, now() as ingested_at from incoming_files")
+        con.execute("""insert into rejections select identity, source, landing_path, sha256, reason, run_id, now()
+                       from incoming_files where status = 'rejected'""")
         con.unregister("incoming_files")
         con.execute("commit")
     except BaseException:
