@@ -90,7 +90,7 @@ class Fleet:
     extra_env: dict = field(default_factory=dict)
     procs: list = field(default_factory=list)
     outcomes: list = field(default_factory=list)
-    workers: list = field(default_factory=list)
+    workers: dict = field(default_factory=dict)
     manual_runs: int = 0
 
     def __post_init__(self) -> None:
@@ -124,17 +124,33 @@ class Fleet:
         with prefect_client(self.api_url) as client:
             self.deployment_id = client.read_deployment_by_name("refresh/nightly").id
 
-    def start_workers(self, count: int = 2, timeout: float = 120) -> None:
-        names = [f"worker-{i + 1}" for i in range(count)]
-        for name in names:
-            self.procs.append(spawn([BIN / "prefect", "worker", "start", "--pool", "politikpi", "--name", name],
-                                    self.env(name), self.logs / f"{name}.log", cwd=self.root))
-            self.workers.append(name)
+    def start_workers(self, count: int = 2) -> None:
+        for i in range(count):
+            self.start_worker(f"worker-{i + 1}")
+
+    def start_worker(self, name: str, timeout: float = 120) -> None:
+        """`prefect worker start --pool politikpi` with its own PREFECT_HOME; returns once it polls."""
+        before = self.log(name).count(f"Worker '{name}' started")
+        proc = spawn([BIN / "prefect", "worker", "start", "--pool", "politikpi", "--name", name],
+                     self.env(name), self.logs / f"{name}.log", cwd=self.root)
+        self.procs.append(proc)
+        self.workers[name] = proc
         deadline = time.monotonic() + timeout
-        while not all(f"Worker '{n}' started" in self.log(n) for n in names):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
-                raise RuntimeError("workers did not start: " + " | ".join(self.log(n)[-500:] for n in names))
+        while self.log(name).count(f"Worker '{name}' started") == before:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{name} did not start: {self.log(name)[-1000:]}")
             time.sleep(0.5)
+
+    def stop_worker(self, name: str) -> None:
+        """Ctrl-C, as the README stops a worker (SIGINT)."""
+        stop(self.workers[name])
+
+    def worker_of(self, outcome: Outcome) -> str:
+        """The worker that last submitted a deployment run (a queued run may be offered twice)."""
+        at = {n: max(re.findall(rf"^(\d\d:\d\d:\d\d\.\d+) .*submitting flow run '{outcome.ident}'",
+                                self.log(n), re.MULTILINE), default="")
+              for n in self.workers}  # the log's clock time of day; a drill or test spans no midnight
+        return max(at, key=at.get)
 
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"

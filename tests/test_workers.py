@@ -29,8 +29,18 @@ def test_two_workers_and_a_manual_run_share_one_state(small_landing, tmp_path, m
             fleet.wait([fleet.deployment_run(), fleet.manual_run()])  # at the same time
             for rel in sorted(set(files) - set(first_week)):
                 deliver(fleet.landing, rel, (small_landing / rel).read_bytes())
-            fleet.wait([fleet.deployment_run(), fleet.deployment_run()])  # the deployment's limit queues one
-            fleet.wait([fleet.deployment_run()])  # back to back: nothing new
+            ingest = fleet.deployment_run()
+            fleet.wait([ingest])
+            # Back to back with nothing new, on one worker, then the other, then the first again (each
+            # stopped with Ctrl-C while the other takes a run): the first worker's cached build is
+            # older than the release the second one published (the stale-cache case of issue 13).
+            first = fleet.worker_of(ingest)
+            second = next(name for name in fleet.workers if name != first)
+            fleet.stop_worker(first)
+            fleet.wait([on_second := fleet.deployment_run()])
+            fleet.start_worker(first)
+            fleet.stop_worker(second)
+            fleet.wait([on_first := fleet.deployment_run()])
             verify, own = warehouse_problems(fleet)
             clean = clean_run(fleet, tmp_path / "clean")
         finally:
@@ -38,6 +48,6 @@ def test_two_workers_and_a_manual_run_share_one_state(small_landing, tmp_path, m
     failures = [(o.kind, o.detail) for o in fleet.outcomes if o.verdict not in ("ok", "overlap")]
     assert failures == []
     assert fleet.tally()["deployment"] == 4 and fleet.tally()["manual"] == 1
-    assert sum(fleet.runs_per_worker().values()) >= 4
+    assert (fleet.worker_of(on_second), fleet.worker_of(on_first)) == (second, first)
     assert verify == [] and own == []
     assert differing_tables(kpis(fleet.warehouse), clean) == []
