@@ -203,8 +203,8 @@ class Fleet:
                     break
                 time.sleep(1)
 
-    def server_runs(self) -> list:
-        """Every flow run of `refresh` the server knows, but the cron's upcoming nightly ones."""
+    def server_runs(self) -> tuple[list, int]:
+        """Every flow run of `refresh` the server knows but the cron's upcoming nightly ones, and their number."""
         from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
         out, offset = [], 0
@@ -214,7 +214,8 @@ class Fleet:
                 out += batch
                 offset += len(batch)
         soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
-        return [r for r in out if not (r.state.name == "Scheduled" and r.expected_start_time > soon)]
+        upcoming = [r for r in out if r.state.name == "Scheduled" and r.expected_start_time > soon]
+        return [r for r in out if r not in upcoming], len(upcoming)
 
     def queued_by_limit(self) -> int:
         """Deployment runs that waited for the deployment's concurrency slot at least once."""

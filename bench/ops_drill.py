@@ -247,7 +247,7 @@ def main() -> None:
         stop_file.touch()
         reader.wait(timeout=60)
         fig["reader"] = json.loads(reader_out.read_text())
-        fig["server_runs"] = fleet.server_runs()
+        fig["server_runs"], fig["upcoming"] = fleet.server_runs()
         fig["queued"] = fleet.queued_by_limit()
         fig["per_worker"] = fleet.runs_per_worker()
         fig["pg_flow_runs"] = subprocess.run([*psql, "select count(*) from flow_run"], env=pg_env, text=True,
@@ -284,12 +284,14 @@ def report(args, fig: dict, commit: str, pg_version: str, wall: float) -> None:
     rows = [
         ["days delivered (re-deliveries)", f"{args.days} ({fig['redelivered']})"],
         ["runs: deployment / manual", f"{tally['deployment']} / {tally['manual']}"],
-        ["  deployment runs per worker", ", ".join(f"{k} {v}" for k, v in fig["per_worker"].items())],
+        ["  submitted by (a run queued by the limit is submitted again)",
+         ", ".join(f"{k} {v}" for k, v in fig["per_worker"].items())],
         ["  queued by the deployment's concurrency limit", fig["queued"]],
         ["overlaps refused (state busy, exit 3)", tally["overlap"]],
         ["failures (must be 0)", tally["failure"]],
         ["server's flow runs: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
-         f"{len(server_runs)} (PostgreSQL flow_run rows {fig['pg_flow_runs']})"],
+         f"{len(server_runs)} (PostgreSQL: {fig['pg_flow_runs']} flow_run rows, {fig['upcoming']} of them "
+         "the cron's next nights)"],
         ["releases published (distinct ids seen in the manifest)", len(fig["releases"])],
         ["verify problems, after every step (must be 0)", problems(fig["verify"], args.days)],
         ["manifest sha256 / release-id problems (must be 0)", problems(fig["own"], args.days)],
