@@ -20,7 +20,8 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
 )
 # Piped to a file or another program, lines are not wrapped at 80 columns (never mid-word).
-console = Console(soft_wrap=not sys.stdout.isatty(), width=None if sys.stdout.isatty() else 200)
+console = Console(soft_wrap=not sys.stdout.isatty(),
+                  width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 200))
 err = Console(stderr=True, soft_wrap=True)  # a one-line reason stays one line
 
 Landing = Annotated[Path, typer.Option(envvar="POLITIKPI_LANDING",

@@ -146,6 +146,7 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
             if (full_refresh or reingest) else {}
         full = bool(full_refresh or reingest)  # every table anew, never patched from the current release
         if not todo and not full and (current := unchanged_release(settings)):
+            cleanup(settings, current["release_id"])  # what a stopped run parked is stale now
             return _finish(settings, logger, "unchanged", current, {}, refused, [])
         if todo or rebuild:
             warm_imports()
