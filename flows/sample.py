@@ -66,8 +66,9 @@ def write_sample(out: Path, spec: SampleSpec, progress=None) -> dict[str, int]:
                        spec.days)
             written[source] = written.get(source, 0) + n
     last = max(spec.years)
+    share = 1.0 if spec.days is None else min(1.0, spec.days / len(ev.days_of(last)))
     written["ambassadors"] = ev.write_ambassadors(
-        out, last, volumes(last, spec.scale), munis, random.Random(spec.seed + last), spec.scale
+        out, last, volumes(last, spec.scale), munis, random.Random(spec.seed + last), spec.scale, share
     )
     return written
 

@@ -110,6 +110,19 @@ def report_format(day_index: int) -> dict:
     return {"encoding": "utf-8", "gz": kind in (2, 3), "crlf": False}
 
 
+def dirt_plan(rng, rules, written_days: int, year_days: int, scale: int) -> list[tuple[int, str]]:
+    """(day index, rule) of each invalid row: 3 x scale per rule over a whole year, and over fewer
+    days a share in proportion (rules taken in turn), so the dirt always follows the volume
+    written and a sample of a few days stays well under the failure threshold. The random draws
+    are the same either way: a full year is byte for byte what it always was."""
+    per_rule = 3 * scale
+    plan = [(rng.randrange(written_days), rule) for rule in rules for _ in range(per_rule)]
+    if written_days >= year_days:
+        return plan
+    in_turn = [plan[r * per_rule + k] for k in range(per_rule) for r in range(len(rules))]
+    return in_turn[:round(len(plan) * written_days / year_days)]
+
+
 REPORT_DIRT = {
     "journalnr_pattern": lambda r, rng: r.__setitem__(0, "2019-123"),
     "anmeldt_tid_required": lambda r, rng: r.__setitem__(1, ""),
@@ -135,7 +148,7 @@ def write_reports(out: Path, year: int, target: dict, munis, rng, scale: int, pr
     areas = list(LAW_AREAS)
     area_w = [LAW_AREAS[a][0] for a in areas]
     gap = spring_gap_day(year)
-    dirt_days = [(rng.randrange(len(days[:limit])), rule) for rule in REPORT_DIRT for _ in range(3 * scale)]
+    dirt_days = dirt_plan(rng, REPORT_DIRT, len(days[:limit]), len(days), scale)
     pending: dict[int, list[list[str]]] = {}
     seq = 0
     for i, day in enumerate(days[:limit]):
@@ -257,7 +270,7 @@ def write_dispatches(out: Path, year: int, target: dict, munis, rng, scale: int,
     codes = [m.code for m in munis]
     pops = [m.population for m in munis]
     causes, cause_w = list(CAUSES), list(CAUSES.values())
-    dirt_days = [(rng.randrange(len(days[:limit])), rule) for rule in DISPATCH_DIRT for _ in range(3 * scale)]
+    dirt_days = dirt_plan(rng, DISPATCH_DIRT, len(days[:limit]), len(days), scale)
     pending: dict[int, list] = {}
     seq = 0
     for i, day in enumerate(days[:limit]):
@@ -354,8 +367,9 @@ def write_outreach(out: Path, year: int, target: dict, munis, rng, scale: int, p
     return 12
 
 
-def write_ambassadors(out: Path, year: int, target: dict, munis, rng, scale: int) -> int:
-    """Two roster snapshots; the later one (in force) yields the deck's figures for year."""
+def write_ambassadors(out: Path, year: int, target: dict, munis, rng, scale: int, share: float = 1.0) -> int:
+    """Two roster snapshots; the later one (in force) yields the deck's figures for year. `share`
+    is the part of the year the sample writes: the roster's dirt comes in that proportion."""
     codes = [m.code for m in munis]
     areas_per_code = allocate(target["ambassador_local_areas"], [m.population for m in munis])
     areas = [(code, name) for code, k in zip(codes, areas_per_code, strict=True) for name in _area_names(code, k)]
@@ -385,7 +399,7 @@ def write_ambassadors(out: Path, year: int, target: dict, munis, rng, scale: int
         ["TA-90003", "Korsør Nord", "330", f"{year}-05-01", "", person(rng)],
         ["TA-90004", "Sorø Nord", "340", d(year, 5, 1), d(year, 1, 1), person(rng)],
     ]
-    final = rows + dirt
+    final = rows + dirt[:round(len(dirt) * share)]
     rng.shuffle(final)
     w.write_csv(out / "ambassadors" / f"tryghedsambassadoerer_{year}-12-31.csv", w.AMBASSADOR_COLUMNS, final)
     early = [r for r in rows if rng.random() < 0.8]
