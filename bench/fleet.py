@@ -99,6 +99,7 @@ class Fleet:
         self.logs = self.root / "logs"
 
     def env(self, home: str, **more) -> dict:
+        (self.root / "homes" / home).mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "POLITIKPI_"))}
         env.update(PREFECT_HOME=str(self.root / "homes" / home), PREFECT_API_URL=self.api_url,
                    PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_WORKER_QUERY_SECONDS="2",
@@ -145,12 +146,15 @@ class Fleet:
         """Ctrl-C, as the README stops a worker (SIGINT)."""
         stop(self.workers[name])
 
+    def ran(self, name: str) -> list[str]:
+        """Flow runs a worker took (not counting a submission the deployment's limit turned back)."""
+        log = self.log(name)
+        tried = re.findall(r"submitting flow run '([0-9a-f-]+)'", log)
+        turned_back = re.findall(r"Aborted submission of flow run '([0-9a-f-]+)'", log)
+        return [run for run in dict.fromkeys(tried) if tried.count(run) > turned_back.count(run)]
+
     def worker_of(self, outcome: Outcome) -> str:
-        """The worker that last submitted a deployment run (a queued run may be offered twice)."""
-        at = {n: max(re.findall(rf"^(\d\d:\d\d:\d\d\.\d+) .*submitting flow run '{outcome.ident}'",
-                                self.log(n), re.MULTILINE), default="")
-              for n in self.workers}  # the log's clock time of day; a drill or test spans no midnight
-        return max(at, key=at.get)
+        return next(name for name in self.workers if outcome.ident in self.ran(name))
 
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
@@ -224,7 +228,7 @@ class Fleet:
                        for o in self.outcomes if o.kind == "deployment")
 
     def runs_per_worker(self) -> dict[str, int]:
-        return {n: len(set(re.findall(r"submitting flow run '([0-9a-f-]+)'", self.log(n)))) for n in self.workers}
+        return {name: len(self.ran(name)) for name in self.workers}
 
     def tally(self) -> dict[str, int]:
         count = lambda kind=None, verdict=None: sum(  # noqa: E731

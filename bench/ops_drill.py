@@ -284,21 +284,20 @@ def report(args, fig: dict, commit: str, pg_version: str, wall: float) -> None:
     rows = [
         ["days delivered (re-deliveries)", f"{args.days} ({fig['redelivered']})"],
         ["runs: deployment / manual", f"{tally['deployment']} / {tally['manual']}"],
-        ["  submitted by (a run queued by the limit is submitted again)",
+        ["  deployment runs taken per worker",
          ", ".join(f"{k} {v}" for k, v in fig["per_worker"].items())],
         ["  queued by the deployment's concurrency limit", fig["queued"]],
         ["overlaps refused (state busy, exit 3)", tally["overlap"]],
         ["failures (must be 0)", tally["failure"]],
-        ["server's flow runs: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
-         f"{len(server_runs)} (PostgreSQL: {fig['pg_flow_runs']} flow_run rows, {fig['upcoming']} of them "
-         "the cron's next nights)"],
-        ["releases published (distinct ids seen in the manifest)", len(fig["releases"])],
-        ["verify problems, after every step (must be 0)", problems(fig["verify"], args.days)],
+        ["flow runs on the server", f"{len(server_runs)}: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))],
+        ["  flow_run rows in PostgreSQL", f"{fig['pg_flow_runs']} (those + the cron's next {fig['upcoming']} nights)"],
+        ["releases published (distinct ids in the manifest)", len(fig["releases"])],
+        ["`politikpi verify` problems, every step (must be 0)", problems(fig["verify"], args.days)],
         ["manifest sha256 / release-id problems (must be 0)", problems(fig["own"], args.days)],
-        ["releases built by other code than the drill's", fig["other_code"]],
+        ["releases built by other code than --code", fig["other_code"]],
         ["reader checks / reader errors (must be 0)", f"{reader['checks']} / {reader['errors']}"],
-        ["  distinct releases the reader saw", reader["seen"]],
-        ["final KPI tables equal one clean run", "yes" if not fig["clean_differs"] else
+        ["  releases the reader saw", reader["seen"]],
+        ["final KPI tables equal one clean run's", "yes" if not fig["clean_differs"] else
          f"NO: {', '.join(fig['clean_differs'])}"],
         ["wall time", f"{wall:.0f} s"],
     ]
