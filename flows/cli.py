@@ -314,16 +314,9 @@ def rollback(
 
     While pinned, `refresh` still ingests and stages new files but publishes nothing (it says so);
     `politikpi unpin` lets the next refresh publish again."""
-    from flows.releases import ReleaseError
     from flows.releases import rollback as do_rollback
-    from flows.state import StateBusy
 
-    try:
-        entry = do_rollback(warehouse, release)
-    except ReleaseError as exc:
-        fail(str(exc))
-    except StateBusy as exc:
-        fail(str(exc), EXIT_BUSY)
+    entry = do_rollback(warehouse, release)
     console.print(f"[bold green]OK[/]: {warehouse / 'politikpi.duckdb'} is release {entry['release_id']} "
                   f"(data through {entry.get('data_through')}), pinned until `politikpi unpin`", soft_wrap=True)
 
@@ -341,21 +334,14 @@ def verify(warehouse: Warehouse = Path("warehouse")) -> None:
     First repairs what an interrupted publish can leave (a stable path behind the manifest, a
     release file that was never listed). Anything else is reported; `politikpi repair` mends
     what can be mended. Exit status 1 when a problem remains."""
-    from flows.publish import ManifestError
     from flows.releases import recover, warehouse_lock
     from flows.releases import verify as do_verify
-    from flows.state import StateBusy
 
     require_warehouse(warehouse)
-    try:
-        with warehouse_lock(warehouse):
-            if recover(warehouse):
-                console.print("repaired: an interrupted publish (unlisted release file or stale stable path)")
-        problems = do_verify(warehouse)
-    except StateBusy as exc:
-        fail(str(exc), EXIT_BUSY)
-    except ManifestError as exc:
-        fail(str(exc))
+    with warehouse_lock(warehouse):
+        if recover(warehouse):
+            console.print("repaired: an interrupted publish (unlisted release file or stale stable path)")
+    problems = do_verify(warehouse)
     for problem in problems:
         err.print(f"[red]problem[/]: {problem}", highlight=False)
     if problems:
@@ -374,13 +360,9 @@ def repair(warehouse: Warehouse = Path("warehouse")) -> None:
     changed after publishing cannot be repaired: it stays listed, never current, and `verify`
     keeps reporting it. Run `politikpi verify` afterwards."""
     from flows.releases import repair as do_repair
-    from flows.state import StateBusy
 
     require_warehouse(warehouse)
-    try:
-        done = do_repair(warehouse)
-    except StateBusy as exc:
-        fail(str(exc), EXIT_BUSY)
+    done = do_repair(warehouse)
     for line in done:
         console.print(f"repaired: {line}", soft_wrap=True, highlight=False)
     console.print(f"[bold green]OK[/]: {'nothing to repair' if not done else f'{len(done)} repair(s)'} in {warehouse}",
@@ -391,13 +373,9 @@ def repair(warehouse: Warehouse = Path("warehouse")) -> None:
 def unpin(warehouse: Warehouse = Path("warehouse")) -> None:
     """Lift the pin a rollback set: the next refresh publishes again."""
     from flows.releases import unpin as do_unpin
-    from flows.state import StateBusy
 
     require_warehouse(warehouse)
-    try:
-        pin = do_unpin(warehouse)
-    except StateBusy as exc:
-        fail(str(exc), EXIT_BUSY)
+    pin = do_unpin(warehouse)
     if pin is None:
         console.print("no release is pinned; nothing to do")
     else:
@@ -414,13 +392,9 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole diff as JSON.")] = False,
 ) -> None:
     """Which KPI values changed between two releases, and whether inputs or code changed."""
-    from flows.releases import ReleaseError
     from flows.releases import diff as do_diff
 
-    try:
-        result = do_diff(warehouse, a, b, limit)
-    except ReleaseError as exc:
-        fail(str(exc))
+    result = do_diff(warehouse, a, b, limit)
     if as_json:
         print(json.dumps(result, indent=2, default=str, ensure_ascii=False))
         return
@@ -518,9 +492,16 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # one line for the user; the traceback with POLITIKPI_DEBUG=1
+        from flows.publish import ManifestError, PublishRefused
+        from flows.releases import ReleaseError
+        from flows.state import StateBusy
+
         if os.environ.get("POLITIKPI_DEBUG"):
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""
+        if isinstance(exc, (StateBusy, ManifestError, PublishRefused, ReleaseError)):  # they say what to do
+            err.print(f"[bold red]FAILED[/]: {first}", highlight=False)
+            sys.exit(EXIT_BUSY if isinstance(exc, StateBusy) else EXIT_ERROR)
         err.print(f"[bold red]FAILED[/]: {type(exc).__name__}: {first} (set POLITIKPI_DEBUG=1 for the traceback)",
                   highlight=False)
         sys.exit(EXIT_ERROR)

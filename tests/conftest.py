@@ -54,3 +54,36 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode(encoding))
     return path
+
+
+def copy_folders(source: Path, target: Path, folders=("landing", "state", "warehouse")) -> None:
+    """A copy of a published root for one test (`cp -a` keeps the release hard links)."""
+    import subprocess
+
+    for folder in folders:
+        if (source / folder).exists():
+            subprocess.run(["cp", "-a", str(source / folder), str(target / folder)], check=True)
+
+
+def wait_for_deployment(client, name: str = "refresh/nightly", seconds: float = 60):
+    """The deployment once `serve` (or a deploy) has registered it."""
+    import time
+
+    for _ in range(int(seconds * 2)):
+        try:
+            return client.read_deployment_by_name(name)
+        except Exception:
+            time.sleep(0.5)
+    raise AssertionError(f"deployment {name} was not created within {seconds:.0f} s")
+
+
+def wait_final(client, flow_run_id, seconds: float = 300):
+    """The flow run's final state."""
+    import time
+
+    for _ in range(int(seconds * 2)):
+        state = client.read_flow_run(flow_run_id).state
+        if state.is_final():
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"flow run {flow_run_id} not finished within {seconds:.0f} s: {state}")

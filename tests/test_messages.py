@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flows.publish import load_manifest
-from tests.conftest import cli
+from tests.conftest import cli, copy_folders
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +36,7 @@ def published(tmp_path_factory, prefect_env) -> Path:
 
 @pytest.fixture()
 def wh(tmp_path, published, prefect_env):
-    for folder in ("landing", "state", "warehouse"):
-        subprocess.run(["cp", "-a", str(published / folder), str(tmp_path / folder)], check=True)
+    copy_folders(published, tmp_path)
     return tmp_path, env_for(tmp_path, prefect_env)
 
 

@@ -9,14 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from flows.publish import file_sha256, load_manifest
-from tests.conftest import cli
+from tests.conftest import cli, copy_folders, wait_final, wait_for_deployment
 
 pytestmark = pytest.mark.slow
 KPI_TABLES = ("kpi_reports", "kpi_callouts", "kpi_response_times", "kpi_response_time_spread", "kpi_outreach",
@@ -77,8 +76,7 @@ def two_releases(tmp_path_factory, small_landing, prefect_env) -> Path:
 
 @pytest.fixture()
 def wh(tmp_path, two_releases, prefect_env):
-    for folder in ("landing", "state", "warehouse", "originals"):
-        subprocess.run(["cp", "-a", str(two_releases / folder), str(tmp_path / folder)], check=True)
+    copy_folders(two_releases, tmp_path, ("landing", "state", "warehouse", "originals"))
     return tmp_path, env_for(tmp_path, prefect_env)
 
 
@@ -121,14 +119,7 @@ def test_served_deployment_and_a_manual_run_never_corrupt_the_manifest(wh, prefe
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         with get_client(sync_client=True) as client:
-            deployment = None
-            for _ in range(120):
-                try:
-                    deployment = client.read_deployment_by_name("refresh/nightly")
-                    break
-                except Exception:
-                    time.sleep(0.5)
-            assert deployment is not None, "deployment refresh/nightly was not created"
+            deployment = wait_for_deployment(client)
             outcomes = []
             for step in range(2):  # a new delivery, then a deployment run and a manual run at the same time
                 redeliver(root, f"reports/2019-01-0{7 + step}.csv", 50 + step)
@@ -136,11 +127,7 @@ def test_served_deployment_and_a_manual_run_never_corrupt_the_manifest(wh, prefe
                 manual = cli("refresh", env=env_for(root, prefect_env, "home-operator"))
                 assert manual.returncode in (0, 3), manual.stderr  # 3: the deployment's run held the state
                 outcomes.append(manual.returncode)
-                for _ in range(600):
-                    state = client.read_flow_run(run.id).state
-                    if state.is_final():
-                        break
-                    time.sleep(0.5)
+                state = wait_final(client, run.id)
                 assert state.is_completed() or "another politikpi process holds" in str(state.message), state
                 assert_consistent(root / "warehouse", env)
     finally:

@@ -8,14 +8,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from flows.faults import InjectedFault
-from tests.conftest import cli
+from tests.conftest import cli, wait_final, wait_for_deployment
 
 pytestmark = pytest.mark.slow
 TABLES = ["kpi_reports", "kpi_callouts", "kpi_response_times", "kpi_response_time_spread", "kpi_outreach",
@@ -106,22 +105,11 @@ def test_nightly_deployment_on_a_real_server_runs_on_demand(small_landing, tmp_p
             from prefect.settings import PREFECT_API_URL, temporary_settings
 
             with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-                deployment = None
-                for _ in range(120):
-                    try:
-                        deployment = client.read_deployment_by_name("refresh/nightly")
-                        break
-                    except Exception:
-                        time.sleep(0.5)
-                assert deployment is not None, "deployment refresh/nightly was not created"
+                deployment = wait_for_deployment(client)
                 schedule = deployment.schedules[0].schedule
                 assert schedule.cron == "0 2 * * *" and schedule.timezone == "Europe/Copenhagen"
                 run = client.create_flow_run_from_deployment(deployment.id)
-                for _ in range(360):
-                    state = client.read_flow_run(run.id).state
-                    if state.is_final():
-                        break
-                    time.sleep(0.5)
+                state = wait_final(client, run.id, seconds=180)
                 assert state.is_completed(), state
         finally:
             os.killpg(server.pid, signal.SIGINT)

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from flows.publish import load_manifest
-from tests.conftest import cli
+from tests.conftest import cli, copy_folders
 
 pytestmark = pytest.mark.slow
 READER = r"""
@@ -47,8 +47,7 @@ def published_once(tmp_path_factory, small_landing, prefect_env) -> Path:
 @pytest.fixture()
 def wh(tmp_path, published_once, prefect_env):
     """A landing copy, state and a warehouse with one published release (hard links kept)."""
-    for folder in ("landing", "state", "warehouse"):
-        subprocess.run(["cp", "-a", str(published_once / folder), str(tmp_path / folder)], check=True)
+    copy_folders(published_once, tmp_path)
     return tmp_path, env_for(tmp_path, prefect_env)
 
 
