@@ -7,7 +7,7 @@ LANDING ?= $(or $(POLITIKPI_LANDING),data/landing)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test lint bench chaos soak serve clean clean-data chromium
+.PHONY: venv run test lint bench drill chaos soak serve clean clean-data chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/extract_bench.py
+
+## make drill: several workers on one state (PostgreSQL server, two process workers, manual runs)
+drill: venv
+	$(BIN)/python bench/ops_drill.py
 
 chaos: venv
 	$(BIN)/python bench/chaos.py --kills 60
