@@ -230,6 +230,16 @@ def local_server(port: int = 4200, home: Path | None = None, log: Path | None = 
         yield server.api_url
 
 
+def _flush_prefect_clients(timeout: float = 5) -> None:
+    """Send Prefect's queued events and logs while our server still runs (not at exit, to a stopped one)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (EventsWorker, APILogWorker):
+        with suppress(Exception):
+            worker.drain_all(timeout=timeout)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM (or SIGHUP): stop like Ctrl-C does."""
 
@@ -269,22 +279,28 @@ def serve_nightly(landing: Path, state: Path, warehouse: Path, cron: str, timezo
         try:
             log = server_log(state, port)
             with running_server(port, log=log) if start_server else nullcontext(None) as server:
-                if server:
-                    os.environ["PREFECT_API_URL"] = server.api_url
+                from prefect.schedules import Cron
+                from prefect.settings import PREFECT_API_URL, temporary_settings
+
+                from flows.refresh import refresh as refresh_flow
+
+                if server:  # settings too: Prefect may have read the environment before this point
+                    os.environ["PREFECT_API_URL"] = server.api_url  # the flow runs' processes inherit it
                     where = (f"the Prefect server at {server.api_url} (UI {server.ui_url}, pid {server.pid}, "
                              f"log {server.log})")
                 else:
                     where = os.environ.get("PREFECT_API_URL") or "the PREFECT_API_URL server (not set)"
-                from prefect.schedules import Cron
-
-                from flows.refresh import refresh as refresh_flow
-
                 say(f"serving refresh/nightly ({cron}, {timezone}) on {where}; Ctrl-C or SIGTERM stops")
-                refresh_flow.serve(
-                    name="nightly", schedules=[Cron(cron, timezone=timezone)], global_limit=1,
-                    parameters={"landing": str(landing.resolve()), "state_dir": str(state.resolve()),
-                                "warehouse": str(warehouse.resolve())},
-                    description="Nightly politikpi refresh", print_starting_message=False)
+                with temporary_settings({PREFECT_API_URL: server.api_url}) if server else nullcontext():
+                    try:
+                        refresh_flow.serve(
+                            name="nightly", schedules=[Cron(cron, timezone=timezone)], global_limit=1,
+                            parameters={"landing": str(landing.resolve()), "state_dir": str(state.resolve()),
+                                        "warehouse": str(warehouse.resolve())},
+                            description="Nightly politikpi refresh", print_starting_message=False)
+                    finally:
+                        if server:
+                            _flush_prefect_clients()
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM before Prefect's runner took it over
             say(f"stopped ({exc.args[0] if exc.args else 'SIGINT'})")
             return

@@ -171,9 +171,9 @@ def test_serve_in_the_background_stops_cleanly_on(sig, tmp_path):
 
     server_pid = None
     with open(out, "wb") as sink:
-        proc = subprocess.Popen(serve_command(tmp_path, port), env=serve_env(tmp_path), stdout=sink,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=like_a_background_job)
+        proc = subprocess.Popen(serve_command(tmp_path, port), env=serve_env(tmp_path, PYTHONFAULTHANDLER="1"),
+                                stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=like_a_background_job)
     try:
         api, deadline = f"http://127.0.0.1:{port}/api", time.monotonic() + 150
         while True:  # serving, and the deployment registered on our server
@@ -193,12 +193,44 @@ def test_serve_in_the_background_stops_cleanly_on(sig, tmp_path):
 
         started = time.monotonic()
         proc.send_signal(sig)  # to serve alone, as `kill` would
-        code = proc.wait(timeout=30)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # where it hangs: SIGABRT makes faulthandler dump every thread
+            proc.send_signal(signal.SIGABRT)
+            time.sleep(3)
+            log = tmp_path / "state" / "logs" / f"prefect-server-{port}.log"
+            pytest.fail(f"serve did not stop within 30 s of {signal.Signals(sig).name}:\n{out.read_text()[-20000:]}\n"
+                        f"server log:\n{log.read_text()[-3000:] if log.exists() else '-'}")
         took = time.monotonic() - started
         assert code == 0, out.read_text()
         assert "stopped" in out.read_text().splitlines()[-1], out.read_text()
         assert not alive(server_pid) and port_problem(port) is None, "the Prefect server outlived serve"
         print(f"{signal.Signals(sig).name}: serve and its server stopped in {took:.1f} s")
+    finally:
+        for pid in (proc.pid, server_pid):
+            if pid and alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def test_sigterm_while_the_server_starts_stops_both(tmp_path):
+    """Before Prefect's runner takes SIGTERM over, serve's own handler must stop the starting server."""
+    port = free_port()
+    log = tmp_path / "state" / "logs" / f"prefect-server-{port}.log"
+    proc = subprocess.Popen(serve_command(tmp_path, port), env=serve_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    server_pid = None
+    try:
+        deadline = time.monotonic() + 30
+        while server_pid is None:
+            assert proc.poll() is None and time.monotonic() < deadline
+            found = re.search(r"^# server pid (\d+)$", log.read_text() if log.exists() else "", re.MULTILINE)
+            server_pid = int(found.group(1)) if found else time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "stopped (SIGTERM)" in output, (proc.returncode, output)
+        assert "serving" not in output  # it stopped before registering anything
+        assert not alive(server_pid) and port_problem(port) is None, "the Prefect server outlived serve"
     finally:
         for pid in (proc.pid, server_pid):
             if pid and alive(pid):
