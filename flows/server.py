@@ -289,7 +289,12 @@ def serve_nightly(landing: Path, state: Path, warehouse: Path, cron: str, timezo
                     where = (f"the Prefect server at {server.api_url} (UI {server.ui_url}, pid {server.pid}, "
                              f"log {server.log})")
                 else:
-                    where = os.environ.get("PREFECT_API_URL") or "the PREFECT_API_URL server (not set)"
+                    from prefect.settings import get_current_settings
+
+                    where = get_current_settings().api.url
+                    if not where:  # Prefect would serve on a temporary server that never schedules anything
+                        raise ServeError("--no-server needs a running Prefect server: set PREFECT_API_URL "
+                                         "(e.g. http://127.0.0.1:4200/api), or let serve start one")
                 say(f"serving refresh/nightly ({cron}, {timezone}) on {where}; Ctrl-C or SIGTERM stops")
                 with temporary_settings({PREFECT_API_URL: server.api_url}) if server else nullcontext():
                     try:

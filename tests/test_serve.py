@@ -159,6 +159,14 @@ def test_a_server_that_cannot_start_fails_in_one_line_with_its_log(tmp_path):
     assert port_problem(port) is None
 
 
+def test_no_server_without_an_api_url_fails_in_one_line(tmp_path):
+    done = subprocess.run(serve_command(tmp_path, free_port()) + ["--no-server"], env=serve_env(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(lines) == 1 and "PREFECT_API_URL" in lines[0], (done.stdout, done.stderr)
+    assert "serving" not in done.stdout
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_serve_in_the_background_stops_cleanly_on(sig, tmp_path):
     """Like `politikpi serve &` from a script: SIGINT starts ignored; `kill -INT`/`kill -TERM` must stop it."""
