@@ -469,13 +469,15 @@ def serve(
     warehouse: Warehouse = Path("warehouse"),
     cron: Annotated[str, typer.Option(envvar="POLITIKPI_CRON", help="When the nightly refresh runs.")] = "0 2 * * *",
     timezone: Annotated[str, typer.Option(envvar="POLITIKPI_TIMEZONE", help="Time zone of the cron schedule.")] = "Europe/Copenhagen",
-    port: Annotated[int, typer.Option(help="Port of the Prefect server started on 127.0.0.1.")] = 4200,
+    port: Annotated[int, typer.Option(help="Port of the Prefect server (API and UI) started on 127.0.0.1.")] = 4200,
     start_server: Annotated[bool, typer.Option("--start-server/--no-server", help="Start `prefect server start` on 127.0.0.1 (embedded SQLite), or use PREFECT_API_URL.")] = True,
 ) -> None:
-    """Serve the nightly refresh deployment on a real Prefect server (Ctrl-C stops both).
+    """Serve the nightly refresh deployment on a real Prefect server with its UI (Ctrl-C or SIGTERM stops both).
 
     Starts `prefect server start --host 127.0.0.1` unless --no-server, then serves the `refresh`
-    flow as deployment `refresh/nightly` with a cron schedule (default 02:00 Europe/Copenhagen)."""
+    flow as deployment `refresh/nightly` with a cron schedule (default 02:00 Europe/Copenhagen).
+    The server's output goes to <state>/logs/prefect-server-<port>.log; a busy port or a failed
+    start is one FAILED line naming it."""
     from flows.server import ServeError, serve_nightly
 
     try:

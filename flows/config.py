@@ -48,4 +48,6 @@ def prefect_defaults() -> None:
     """Environment Prefect reads at import: measured defaults from STACK.md, never overriding."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # INFO reaches the Prefect server (the UI's Logs tab); `refresh` keeps the terminal to one
+    # verdict line through the console handlers' levels instead.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
