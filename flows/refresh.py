@@ -31,6 +31,7 @@ from flows.stages import (  # noqa: E402
     cleanup,
     current_release,
     file_results_key,
+    finish_interrupted_publish,
     mark_work_done,
     notify_failure,
     publish_build,
@@ -146,6 +147,7 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
             if (full_refresh or reingest) else {}
         full = bool(full_refresh or reingest)  # every table anew, never patched from the current release
         if not todo and not full and (current := unchanged_release(settings)):
+            finish_interrupted_publish(settings)  # a run that failed after listing its release
             cleanup(settings, current["release_id"])  # what a stopped run parked is stale now
             return _finish(settings, logger, "unchanged", current, {}, refused, [])
         if todo or rebuild:
@@ -167,6 +169,7 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
             cleanup(settings, None)
             return _finish(settings, logger, "pinned", current_release(settings), summary, refused, results, pin)
         if not full and (current := unchanged_release(settings)):  # e.g. only files already held came in
+            finish_interrupted_publish(settings)
             cleanup(settings, current["release_id"])
             return _finish(settings, logger, "unchanged", current, summary, refused, results)
         key = state_key(settings, full)

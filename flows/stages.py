@@ -284,6 +284,12 @@ def warm_imports() -> None:
     threading.Thread(target=run, name="politikpi-warm-imports", daemon=True).start()
 
 
+def finish_interrupted_publish(settings: Settings) -> None:
+    """The stable path and sidecar of a release a failed run had already listed as current."""
+    with releases.warehouse_lock(settings.warehouse):
+        releases.recover(settings.warehouse)
+
+
 class Pinned(RuntimeError):
     """A rollback pinned the current release: nothing is published until `politikpi unpin`."""
 

@@ -3,6 +3,7 @@ do; rejected files reach automation; the commands filter, export and explain. Re
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import time
@@ -128,11 +129,15 @@ def test_quarantine_filters_everything_it_shows_and_exports(wh):
     root, env = wh
     out = cli("quarantine", "--source", "report", env=env)
     assert out.returncode == 1 and "the sources are reports, dispatches, outreach, ambassadors" in out.stderr
-    gz = next(p.name for p in sorted((root / "landing" / "reports").glob("*.csv.gz"))
-              if "eftersending" not in p.name)
-    rows = json.loads(cli("quarantine", "--file", f"reports/{gz}", "--format", "json", env=env).stdout)
-    assert rows["rows"] and {r["file"] for r in rows["rows"]} == {f"reports/{gz}"}  # the delivered name
-    assert rows["rejected_files"] == []
+    good = "4100-77777-00002-19;22-02-2019 10:00:00;;370;Særlov;Knivloven;22-02-2019 10:00:00;;"
+    with gzip.open(root / "landing" / "reports" / "2019-02-22.csv.gz", "wt", encoding="utf-8") as fh:
+        fh.write(f"{header(root, 'reports')}\n{good}\n{good.replace('-00002-', '-00003-').replace(';370;', ';336;')}\n")
+    assert cli("refresh", env=env).returncode == 0
+    for name in ("reports/2019-02-22.csv", "reports/2019-02-22.csv.gz"):  # its identity, or the delivered name
+        rows = json.loads(cli("quarantine", "--file", name, "--format", "json", env=env).stdout)
+        assert [(r["file"], r["line"], r["rules"]) for r in rows["rows"]] == \
+            [("reports/2019-02-22.csv.gz", 3, "kommunekode_in_district")]
+        assert rows["rejected_files"] == []
     csv_out = cli("quarantine", "--source", "dispatches", "--format", "csv", env=env).stdout.splitlines()
     assert csv_out[0].startswith("status,source,file,line") and all(",dispatches," in line for line in csv_out[1:])
     table = cli("quarantine", "--source", "reports", "--limit", "5", env=env).stdout

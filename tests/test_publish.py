@@ -111,8 +111,9 @@ def test_rollback_retention_and_release_listing(wh):
     out = cli("rollback", ids[0], env=env)
     assert out.returncode == 0, out.stderr
     assert current_id(warehouse) == ids[0] == load_manifest(warehouse)["current"]
-    listing = cli("releases", env=env).stdout
-    assert f"* {ids[0]}" in listing and f"  {ids[1]}" in listing
+    listing = cli("releases", env=dict(env, COLUMNS="250")).stdout.splitlines()
+    rows = {rid: next(line for line in listing if rid in line) for rid in ids}
+    assert "* pinned" in rows[ids[0]] and "*" not in rows[ids[1]]
     assert cli("unpin", env=env).returncode == 0
     path = root / "landing" / "reports" / "2019-01-07.csv"
     path.write_text("\n".join(path.read_text(encoding="utf-8").split("\n")[:100]) + "\n", encoding="utf-8")
