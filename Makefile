@@ -26,8 +26,8 @@ run: venv
 	$(BIN)/politikpi refresh --landing $(LANDING)
 	$(BIN)/politikpi overview
 
-## make test: install or update .venv and run the whole suite
-test: venv chromium
+## make test: install or update .venv, lint (ruff), run the whole suite
+test: venv chromium lint
 	$(BIN)/python -m pytest -q
 
 # Debian's chromium for the report's screenshot test; where apt-get cannot, that test skips.

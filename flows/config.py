@@ -44,6 +44,11 @@ class Settings:
         )
 
 
+def duckdb_memory() -> str:
+    """DuckDB's memory limit for the state load and the transform (it spills to disk beyond)."""
+    return os.environ.get("POLITIKPI_DUCKDB_MEMORY", "2GB")
+
+
 def prefect_defaults() -> None:
     """Environment Prefect reads at import: measured defaults from STACK.md, never overriding."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

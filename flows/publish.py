@@ -13,6 +13,9 @@ from pathlib import Path
 
 import duckdb
 
+from flows.readers import file_sha256
+from flows.sqlrunner import sql_literal
+
 STABLE = "politikpi.duckdb"
 RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
 CODE_DIRS = ("flows", "schemas", "sql")
@@ -42,14 +45,6 @@ def code_version() -> str:
     return f"{base}+{digest.hexdigest()[:12]}"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_release_table(con: duckdb.DuckDBPyConnection, meta: dict) -> None:
     """The `_release` row: what this release is, what it was built from, how it was checked."""
     con.execute("""
@@ -77,7 +72,7 @@ def write_release_table(con: duckdb.DuckDBPyConnection, meta: dict) -> None:
         "validation_summary": "JSON: the Great Expectations audit (checks run, failed).",
         "quarantine_summary": "JSON: rows read, staged and quarantined per source; rejected files.",
     }.items():
-        con.execute(f"comment on column _release.{column} is '{text.replace(chr(39), chr(39) * 2)}'")
+        con.execute(f"comment on column _release.{column} is {sql_literal(text)}")
 
 
 def close_build(con: duckdb.DuckDBPyConnection) -> None:

@@ -20,6 +20,7 @@ from flows.publish import (
     write_manifest,
     write_sidecar,
 )
+from flows.sqlrunner import sql_literal
 from flows.state import state_lock
 
 # Key columns of every comparable table (value columns are the rest).
@@ -256,7 +257,7 @@ def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
     paths = [warehouse / checked_release(warehouse, r)["file"] for r in (a, b)]
     con = duckdb.connect()
     for alias, path in zip(("a", "b"), paths, strict=True):
-        con.execute(f"attach '{str(path).replace(chr(39), chr(39) * 2)}' as {alias} (read_only)")
+        con.execute(f"attach {sql_literal(str(path))} as {alias} (read_only)")
     meta = {alias: con.execute(f"select input_files, code_version, created_at from {alias}._release").fetchone()
             for alias in ("a", "b")}
     inputs_a, inputs_b = (json.loads(meta[x][0]) for x in ("a", "b"))

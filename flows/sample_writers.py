@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import gzip
@@ -21,7 +22,7 @@ AMBASSADOR_COLUMNS = [
 
 def _open_text(path: Path, encoding: str, gz: bool, newline: str = "") -> io.TextIOBase:
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = gzip.GzipFile(path, "wb", compresslevel=5, mtime=0) if gz else open(path, "wb")
+    raw = gzip.GzipFile(path, "wb", compresslevel=5, mtime=0) if gz else open(path, "wb")  # noqa: SIM115 - the wrapper closes it
     return io.TextIOWrapper(raw, encoding=encoding, newline=newline)
 
 
@@ -57,10 +58,8 @@ def write_xlsx(path: Path, columns: list[str], rows: list[list], *, date_cells: 
     for row in rows:
         out = list(row)
         if date_cells and isinstance(out[0], str):
-            try:
+            with contextlib.suppress(ValueError):  # an invalid date stays text: it is dirt on purpose
                 out[0] = dt.datetime.strptime(out[0], "%d-%m-%Y")
-            except ValueError:
-                pass  # an invalid date stays text: it is dirt on purpose
         out[3] = int(out[3]) if str(out[3]).lstrip("-").isdigit() else out[3]
         out[1] = int(out[1]) if str(out[1]).isdigit() else out[1]
         ws.append(out)

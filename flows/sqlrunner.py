@@ -90,12 +90,13 @@ def load_docs(root: Path = SQL_DIR) -> dict:
 def apply_comments(con: duckdb.DuckDBPyConnection, docs: dict) -> None:
     """COMMENT ON every documented table and column (values bound as literals safely)."""
     for table, doc in docs.items():
-        con.execute(f'comment on table "{table}" is {_literal(doc["description"])}')
+        con.execute(f'comment on table "{table}" is {sql_literal(doc["description"])}')
         for column, text in doc.get("columns", {}).items():
-            con.execute(f'comment on column "{table}"."{column}" is {_literal(text)}')
+            con.execute(f'comment on column "{table}"."{column}" is {sql_literal(text)}')
 
 
-def _literal(text: str) -> str:
+def sql_literal(text: str) -> str:
+    """A value as a SQL string literal (quotes doubled), where DuckDB takes no parameter (DDL)."""
     return "'" + text.replace("'", "''") + "'"
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from flows.config import duckdb_memory
+
 DDL = """
 create table if not exists files (
     identity varchar primary key, source varchar, landing_path varchar, sha256 varchar,
@@ -81,7 +83,7 @@ def connect(state: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     state.mkdir(parents=True, exist_ok=True)
     if read_only:
         return duckdb.connect(str(db_path(state)), read_only=True)
-    con = duckdb.connect(str(db_path(state)), config={"memory_limit": os.environ.get("POLITIKPI_DUCKDB_MEMORY", "2GB")})
+    con = duckdb.connect(str(db_path(state)), config={"memory_limit": duckdb_memory()})
     con.execute(DDL)
     return con
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 from flows import sqlrunner
+from flows.config import duckdb_memory
 from flows.reference import reference_dir
 from flows.state import db_path
 
@@ -17,13 +18,13 @@ STORAGE_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 
 
 def quote_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+    return sqlrunner.sql_literal(str(path))
 
 
 def duckdb_limits() -> dict:
     """DuckDB would take 80 % of RAM; bound it (it spills to disk beyond) and let it reorder rows
     (no model depends on insertion order: every window names its order)."""
-    return {"memory_limit": os.environ.get("POLITIKPI_DUCKDB_MEMORY", "2GB"), "preserve_insertion_order": False}
+    return {"memory_limit": duckdb_memory(), "preserve_insertion_order": False}
 
 
 def open_build(path: Path, storage_version: str) -> duckdb.DuckDBPyConnection:

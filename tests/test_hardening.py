@@ -44,7 +44,8 @@ def add_day(landing: Path, day: int) -> None:
     """A new day of reports: one valid report, so the next refresh publishes a new release."""
     header = (landing / "reports" / "2019-01-05.csv").read_text(encoding="utf-8").split("\n")[0]
     (landing / "reports" / f"2019-01-{day:02d}-extra.csv").write_text(
-        f"{header}\n4100-88888-{day:05d}-19;{day:02d}-01-2019 10:00:00;;370;Særlov;Knivloven;{day:02d}-01-2019 10:00:00;;\n",
+        f"{header}\n4100-88888-{day:05d}-19;{day:02d}-01-2019 10:00:00;;370;Særlov;Knivloven;"
+        f"{day:02d}-01-2019 10:00:00;;\n",
         encoding="utf-8")
 
 
@@ -121,7 +122,8 @@ def test_many_readers_see_no_errors_and_only_complete_releases(tmp_path, small_l
     ["sample", "--out", "../escape/landing"],
 ])
 def test_hostile_cli_values_are_refused_with_a_clear_message(tmp_path, args):
-    out = cli(*args, "--warehouse" if args[0] != "sample" else "--seed", str(tmp_path / "w") if args[0] != "sample" else "1")
+    extra = ("--seed", "1") if args[0] == "sample" else ("--warehouse", str(tmp_path / "w"))
+    out = cli(*args, *extra)
     assert out.returncode == 1 and "FAILED" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path.parent / "escape").exists()
 
@@ -161,7 +163,7 @@ def test_no_personal_data_in_prefect_artifacts_or_logs(tmp_path, small_landing, 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts()
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-    text = "\n".join(str(a.data) for a in artifacts if a.flow_run_id == run_id) + "\n".join(l.message for l in logs)
+    text = "\n".join(str(a.data) for a in artifacts if a.flow_run_id == run_id) + "\n".join(log.message for log in logs)
     assert "refresh-summary" in {a.key for a in artifacts} and "quarantine-reasons" in {a.key for a in artifacts}
     assert not CPR.search(text)
     assert not any(name in text for name in ("Hansen", "Nielsen", "Østergaard", "Kjær"))

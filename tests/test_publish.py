@@ -121,7 +121,8 @@ def test_rollback_retention_and_release_listing(wh):
     assert len(load_manifest(warehouse)["releases"]) == 1  # the current one is always kept
 
 
-@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "x'; drop table t; --", "20191231T020000Z-0123456789ab"])
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "x'; drop table t; --",
+                                 "20191231T020000Z-0123456789ab"])
 def test_rollback_refuses_what_is_not_a_listed_release(wh, bad):
     root, env = wh
     before = current_id(root / "warehouse")

@@ -13,7 +13,8 @@ from flows import readers
 from flows.sources import SOURCES
 from tests.conftest import write
 
-HEADER = "journalnr;anmeldt_tid;gerningstid_fra;kommunekode;lovomraade;overtraedelse;sidst_aendret;fritekst;anmelder_cpr\n"
+HEADER = ("journalnr;anmeldt_tid;gerningstid_fra;kommunekode;lovomraade;overtraedelse;sidst_aendret;fritekst;"
+          "anmelder_cpr\n")
 ROW = "4100-00000-0000{n}-19;01-02-2019 10:00:00;;370;Straffelov;{offence};01-02-2019 10:05:00;{text};010190-1234\n"
 
 
@@ -49,7 +50,8 @@ def test_personal_data_columns_are_never_read(tmp_path):
 
 
 def test_wrong_number_of_fields_is_one_broken_line_kept_as_hash(tmp_path):
-    text = HEADER + ROW.format(n=1, offence="Tyveri", text="") + "a;b;c;010190-1234\n" + ROW.format(n=2, offence="Vold", text="")
+    text = (HEADER + ROW.format(n=1, offence="Tyveri", text="") + "a;b;c;010190-1234\n"
+            + ROW.format(n=2, offence="Vold", text=""))
     parsed = read(write(tmp_path / "r.csv", text))
     assert parsed.rows["line"].to_list() == [2, 4]
     broken = parsed.broken.row(0, named=True)

@@ -75,9 +75,11 @@ def test_no_personal_data_in_state_warehouse_or_quarantine(run):
     names = [b"Hansen", b"Nielsen", b"Kj\xc3\xa6r"]
     for path in [*(root / "state").rglob("*.duckdb"), *(root / "warehouse").rglob("*.duckdb"),
                  *(root / "state" / "archive").glob("*.parquet")]:
-        with duckdb.connect(str(path) if path.suffix == ".duckdb" else ":memory:", read_only=path.suffix == ".duckdb") as con:
-            queries = ([f'select * from "{t}"' for (t,) in con.execute("select table_name from duckdb_tables()").fetchall()]
-                       if path.suffix == ".duckdb" else [f"select * from read_parquet('{path}')"])
+        is_db = path.suffix == ".duckdb"
+        with duckdb.connect(str(path) if is_db else ":memory:", read_only=is_db) as con:
+            tables = con.execute("select table_name from duckdb_tables()").fetchall()
+            queries = ([f'select * from "{t}"' for (t,) in tables]
+                       if is_db else [f"select * from read_parquet('{path}')"])
             for query in queries:
                 text = str(con.execute(query).fetchall()).encode()
                 assert not CPR.search(text), f"CPR-shaped value in {path}: {query}"

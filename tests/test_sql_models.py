@@ -174,5 +174,6 @@ def test_every_published_table_and_column_has_a_comment(tmp_path):
     con = build(tmp_path, reports=[report("J1", "2019-03-01T10:00:00Z")])
     missing = con.sql("""select table_name || '.' || column_name from duckdb_columns()
                          where database_name = 'release' and comment is null""").fetchall()
-    tables = con.sql("select table_name from duckdb_tables() where database_name = 'release' and comment is null").fetchall()
+    tables = con.sql(
+        "select table_name from duckdb_tables() where database_name = 'release' and comment is null").fetchall()
     assert missing == [] and tables == []
