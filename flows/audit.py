@@ -22,6 +22,7 @@ from flows.audit_queries import (
     RECONCILIATION_SQL,
     RELEASE_FACTS_SQL,
 )
+from schemas import dispatches, reports
 
 
 @dataclass
@@ -83,10 +84,9 @@ def _frames(con: duckdb.DuckDBPyConnection, has_current: bool, hard_share: float
         frames.append([table, con.sql(f"select * from {table}").df(), exps, True])
     extra = {
         "kpi_reports": [E.ExpectColumnValuesToBeBetween(column="reports", min_value=0),
-                        E.ExpectColumnValuesToBeInSet(column="law_area",
-                                                      value_set=["Straffelov", "Færdselslov", "Særlov"])],
+                        E.ExpectColumnValuesToBeInSet(column="law_area", value_set=reports.LAW_AREAS)],
         "kpi_callouts": [E.ExpectColumnValuesToBeBetween(column="callouts", min_value=0),
-                         E.ExpectColumnValuesToBeInSet(column="priority", value_set=[1, 2, 3])],
+                         E.ExpectColumnValuesToBeInSet(column="priority", value_set=dispatches.PRIORITIES)],
         "kpi_outreach": [E.ExpectColumnValuesToBeBetween(column="activities", min_value=0)],
         "kpi_safety_ambassadors": [E.ExpectColumnValuesToBeBetween(column="ambassadors", min_value=0)],
         "kpi_response_times": [

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from flows.audit_queries import KEYS
 from flows.publish import (
     RELEASE_ID,
     STABLE,
@@ -23,17 +24,8 @@ from flows.publish import (
 from flows.sqlrunner import sql_literal
 from flows.state import state_lock
 
-# Key columns of every comparable table (value columns are the rest).
-TABLE_KEYS = {
-    "dim_municipality": ["municipality_code"],
-    "kpi_reports": ["month", "municipality_code", "law_area"],
-    "kpi_callouts": ["month", "municipality_code", "cause", "priority"],
-    "kpi_response_times": ["period_grain", "period_start", "municipality_code", "cause"],
-    "kpi_response_time_spread": ["period_grain", "period_start", "cause"],
-    "kpi_outreach": ["month", "municipality_code", "activity"],
-    "kpi_safety_ambassadors": ["year", "municipality_code"],
-    "kpi_year_summary": ["year"],
-}
+# Key columns of every comparable table (value columns are the rest): the audit's keys.
+TABLE_KEYS = {table: [k.lstrip("?") for k in keys] for table, keys in KEYS.items()}
 
 
 class ReleaseError(RuntimeError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows import sample_events as ev
-from flows.reference import load_municipalities
+from schemas.reference import load_municipalities
 
 # The deck's figures for 2019 ("Overblik"): the generator's calibration, and nowhere else.
 DECK_2019 = {

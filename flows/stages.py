@@ -22,9 +22,9 @@ from flows.audit import audit as run_audit
 from flows.audit_queries import RELEASE_FACTS_SQL
 from flows.config import Settings
 from flows.quarantine import PENDING
-from flows.reference import reference_dir
 from flows.sources import SOURCES
 from flows.state import connect as state_connect
+from schemas.reference import reference_dir
 
 CACHE_DAYS = int(os.environ.get("POLITIKPI_CACHE_DAYS", 7))
 CACHE = {"persist_result": True, "cache_expiration": dt.timedelta(days=CACHE_DAYS)}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import duckdb
 
-from flows import sqlrunner
+from flows import patch, sqlrunner
 from flows.config import duckdb_memory
-from flows.reference import reference_dir
 from flows.state import db_path
+from schemas.reference import reference_dir
 
 STORAGE_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 
@@ -63,7 +63,7 @@ def build_release(state_dir: Path, path: Path, storage_version: str, progress=No
 
     With a base (the current release, built by the same code from an earlier state), the new
     file starts as a copy of it and only what the changed input files move is recomputed
-    (sqlrunner.patch); the tables are the same as a full build's. The connection stays open for
+    (flows/patch.py); the tables are the same as a full build's. The connection stays open for
     the caller, who closes it."""
     if base is None:
         con = open_build(path, storage_version)
@@ -78,4 +78,4 @@ def build_release(state_dir: Path, path: Path, storage_version: str, progress=No
     con.execute("use release")
     con.execute(f"attach {quote_path(db_path(state_dir))} as state_db (read_only)")
     load_reference(con)
-    return con, sqlrunner.patch(con, changed or [], progress=progress)
+    return con, patch.patch(con, changed or [], progress=progress)

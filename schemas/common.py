@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from flows.reference import municipality_codes
+from schemas.reference import municipality_codes
 
 TZ = "Europe/Copenhagen"
 LOCAL_TS_PATTERN = r"^\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2}$"

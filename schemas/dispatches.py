@@ -28,6 +28,7 @@ MEASURED_CAUSES = ["husspektakel", "indbrud_igang", "overfald_slagsmaal", "roeve
 UNMEASURED_CAUSES = ["faerdselsuheld", "brand", "eftersoegning", "psykisk_syg", "andet"]
 CAUSES = MEASURED_CAUSES + UNMEASURED_CAUSES
 KEY = "haendelse_id"
+PRIORITIES = [1, 2, 3]  # 1 most urgent
 PII: list[str] = []
 STRING_FIELDS = ["haendelse_id", "modtaget", "disponeret", "fremme", "afsluttet", "aarsag",
                  "sidst_aendret", "journalnr"]
@@ -77,7 +78,7 @@ class RawDispatch(pa.DataFrameModel):
 
     @pa.check("prioritet", name="prioritet_1_2_or_3")
     def priority(cls, data):
-        return integer_in(data, [1, 2, 3])
+        return integer_in(data, PRIORITIES)
 
     @pa.check("aarsag", name="aarsag_allowed_value")
     def cause(cls, data):

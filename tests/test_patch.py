@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows import extract, publish, sqlrunner, state, transform
+from flows import extract, patch, publish, sqlrunner, state, transform
 from flows.sample import SampleSpec, write_sample
 from flows.sources import SOURCES
 
@@ -139,5 +139,5 @@ def test_a_model_reading_a_partly_patched_input_is_refused(tmp_path):
     con.execute("create table fct_x as select 'a' as k, 'f1' as file_identity, 2019 as year")
     con.execute("create table summary_x as select 1 as n")
     with pytest.raises(sqlrunner.ModelError, match="summary_x.sql: reads stg_x"):
-        sqlrunner.patch(con, ["f1"], root=sql)
+        patch.patch(con, ["f1"], root=sql)
 

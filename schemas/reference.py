@@ -1,4 +1,5 @@
-"""Reference data (the district's municipalities and populations), read from CSV files."""
+"""Reference data (the district's municipalities and populations), read from CSV files. It lives
+beside the rules because the rules use it (the district check); it imports nothing of the pipeline."""
 
 from __future__ import annotations
 
