@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import duckdb
@@ -72,83 +70,6 @@ def test_full_or_read_only_warehouse_fails_clearly_and_keeps_the_release(tmp_pat
     else:
         subprocess.run(["mount", "-o", "remount,rw", str(mounted)], check=True)
     assert cli("refresh", env=env).returncode == 0 and release_id(mounted) != before
-
-
-READER = r"""
-import sys, time, json, duckdb
-path, seconds = sys.argv[1], float(sys.argv[2])
-seen, errors, queries = set(), [], 0
-end = time.monotonic() + seconds
-while time.monotonic() < end:
-    try:
-        with duckdb.connect(path, read_only=True) as con:
-            rid = con.execute("select release_id from _release").fetchone()[0]
-            assert con.execute("select sum(reports) from kpi_year_summary").fetchone()[0] > 0
-            seen.add(rid)
-            queries += 1
-    except Exception as exc:
-        errors.append(repr(exc)[:200])
-print(json.dumps({"seen": sorted(seen), "errors": errors, "queries": queries}))
-"""
-
-
-def test_many_readers_see_no_errors_and_only_complete_releases(tmp_path, small_landing, prefect_server):
-    import json
-
-    from flows.refresh import refresh
-
-    shutil.copytree(small_landing, tmp_path / "landing")
-    folders = (str(tmp_path / "landing"), str(tmp_path / "state"), str(tmp_path / "warehouse"))
-    refresh(*folders)
-    stable = tmp_path / "warehouse" / "politikpi.duckdb"
-    readers = [subprocess.Popen([sys.executable, "-c", READER, str(stable), "25"], stdout=subprocess.PIPE, text=True)
-               for _ in range(4)]
-    published = {release_id(tmp_path / "warehouse")}
-    for day in (21, 22, 23):
-        add_day(tmp_path / "landing", day)
-        published.add(refresh(*folders)["release"]["release_id"])
-        time.sleep(1)
-    results = [json.loads(r.communicate(timeout=120)[0]) for r in readers]
-    assert all(r["errors"] == [] for r in results), results
-    assert all(set(r["seen"]) <= published for r in results) and sum(r["queries"] for r in results) > 20
-    assert len(set().union(*[set(r["seen"]) for r in results])) >= 2  # they did see releases change
-
-
-@pytest.mark.parametrize("args", [
-    ["diff", "../../x", "20191231T020000Z-0123456789ab"],
-    ["report", "--release", "/etc/passwd"],
-    ["report", "--release", "x'; drop table _release; --"],
-    ["report", "--out", "notes.txt"],
-    ["sample", "--out", "../escape/landing"],
-])
-def test_hostile_cli_values_are_refused_with_a_clear_message(tmp_path, args):
-    extra = ("--seed", "1") if args[0] == "sample" else ("--warehouse", str(tmp_path / "w"))
-    out = cli(*args, *extra)
-    assert out.returncode == 1 and "FAILED" in out.stderr and "Traceback" not in out.stderr
-    assert not (tmp_path.parent / "escape").exists()
-
-
-def test_hostile_landing_names_huge_lines_and_symlinks_are_handled(tmp_path, small_landing, prefect_server):
-    from flows.refresh import refresh
-
-    shutil.copytree(small_landing, tmp_path / "landing")
-    reports = tmp_path / "landing" / "reports"
-    header = (reports / "2019-01-05.csv").read_text(encoding="utf-8").split("\n")[0]
-    (reports / "x'; drop table files; --.csv").write_text(
-        header + "\n4100-66666-00001-19;05-01-2019 10:00:00;;370;Særlov;Knivloven;05-01-2019 10:00:00;;\n")
-    (reports / "huge.csv").write_text(header + "\n" + "4100-66666-00002-19;" + "x" * 3_000_000 + "\n")
-    secret = tmp_path / "outside.csv"
-    secret.write_text(header + "\n")
-    (reports / "link.csv").symlink_to(secret)
-    result = refresh(str(tmp_path / "landing"), str(tmp_path / "state"), str(tmp_path / "warehouse"))
-    rejected = {r["file"]: r["reason"] for r in result["rejected"]}
-    assert "outside the landing folder" in rejected["reports/link.csv"]
-    with duckdb.connect(str(tmp_path / "state" / "state.duckdb"), read_only=True) as con:
-        assert con.execute("select count(*) from staged_reports where file_identity = ?",
-                           ["reports/x'; drop table files; --.csv"]).fetchone()[0] == 1
-        assert con.execute("select rules, length from quarantine where file_identity = 'reports/huge.csv'").fetchall() \
-            == [("line too long", None)] or con.execute(
-            "select count(*) from quarantine where file_identity = 'reports/huge.csv'").fetchone()[0] == 1
 
 
 def test_no_personal_data_in_prefect_artifacts_or_logs(tmp_path, small_landing, prefect_server):

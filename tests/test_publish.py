@@ -17,16 +17,6 @@ from flows.publish import load_manifest
 from tests.conftest import cli, copy_folders
 
 pytestmark = pytest.mark.slow
-READER = r"""
-import sys, duckdb
-con = duckdb.connect(sys.argv[1], read_only=True)
-print(con.execute("select release_id from _release").fetchone()[0], flush=True)
-sys.stdin.readline()
-print(con.execute("select release_id from _release").fetchone()[0],
-      con.execute("select count(*) from kpi_reports").fetchone()[0] > 0, flush=True)
-con.close()  # DuckDB shares one instance per path in a process: close it to see the new release
-print(duckdb.connect(sys.argv[1], read_only=True).execute("select release_id from _release").fetchone()[0], flush=True)
-"""
 
 
 def env_for(root: Path, prefect_env: dict) -> dict:
@@ -60,23 +50,6 @@ def kpis(warehouse: Path) -> dict:
     with duckdb.connect(str(warehouse / "politikpi.duckdb"), read_only=True) as con:
         return {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr)
                 for t in ("kpi_reports", "kpi_callouts", "kpi_response_times", "kpi_outreach", "kpi_year_summary")}
-
-
-def test_reader_keeps_old_release_while_a_new_one_is_published(wh):
-    root, env = wh
-    stable = root / "warehouse" / "politikpi.duckdb"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(stable)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    old = reader.stdout.readline().strip()
-    path = root / "landing" / "reports" / "2019-01-05.csv"  # a re-delivery: something new to publish
-    path.write_text("\n".join(path.read_text(encoding="utf-8").split("\n")[:100]) + "\n", encoding="utf-8")
-    out = cli("refresh", env=env)
-    assert out.returncode == 0, out.stderr
-    stdout, stderr = reader.communicate("go\n", timeout=60)
-    again, new_connection = stdout.split("\n")[:2]
-    assert reader.returncode == 0, stderr
-    assert again == f"{old} True"  # the open connection still reads the old, complete release
-    assert new_connection == current_id(root / "warehouse") != old
 
 
 @pytest.mark.parametrize("point", ["before_move", "after_move", "after_manifest", "after_swap"])
