@@ -39,7 +39,7 @@ chromium:
 		echo "chromium not installed: the report screenshot test will be skipped"
 
 lint: venv
-	$(BIN)/ruff check flows schemas tests bench
+	$(BIN)/ruff check flows schemas sample tests bench
 
 ## make bench: the benchmarks (figures printed as tables); chaos and soak for the guarantees
 bench: venv

@@ -28,8 +28,8 @@ import duckdb  # noqa: E402
 
 from bench.common import machine, table  # noqa: E402
 from flows.publish import load_manifest  # noqa: E402
-from flows.sample import SampleSpec, write_sample  # noqa: E402
 from flows.server import local_server  # noqa: E402
+from sample import SampleSpec, write_sample  # noqa: E402
 
 TABLES = ["kpi_reports", "kpi_callouts", "kpi_response_times", "kpi_response_time_spread", "kpi_outreach",
           "kpi_safety_ambassadors", "kpi_year_summary"]

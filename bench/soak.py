@@ -52,7 +52,7 @@ def main() -> None:
 
     from flows.publish import load_manifest
     from flows.refresh import refresh
-    from flows.sample import SampleSpec, write_sample
+    from sample import SampleSpec, write_sample
 
     work = Path(tempfile.mkdtemp(prefix="politikpi-soak-"))
     full = work / "full"

@@ -48,7 +48,7 @@ def sample(
     days: Annotated[int | None, typer.Option(min=1, max=366, help="Only the first N days of each year (a small sample for tests).")] = None,
 ) -> None:
     """Write a deterministic sample landing folder calibrated to the district's 2019 deck."""
-    from flows.sample import SampleSpec, parse_years, write_sample
+    from sample import SampleSpec, parse_years, write_sample
 
     try:
         years = parse_years(year)

@@ -43,7 +43,7 @@ def cli(*args: str, env: dict | None = None, timeout: int = 300):
 @pytest.fixture(scope="session")
 def small_landing(tmp_path_factory) -> Path:
     """Two weeks of the 2019 sample (every format and kind of dirt), written once."""
-    from flows.sample import SampleSpec, write_sample
+    from sample import SampleSpec, write_sample
 
     out = tmp_path_factory.mktemp("landing")
     write_sample(out, SampleSpec(years=(2019,), days=14))

@@ -26,7 +26,7 @@ def env_for(root: Path, prefect_env: dict) -> dict:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory, prefect_env) -> Path:
     """Forty days of the 2019 sample (January is a closed month), published once."""
-    from flows.sample import SampleSpec, write_sample
+    from sample import SampleSpec, write_sample
 
     root = tmp_path_factory.mktemp("messages")
     write_sample(root / "landing", SampleSpec(years=(2019,), days=40))

@@ -10,8 +10,8 @@ import duckdb
 import pytest
 
 from flows import extract, patch, publish, sqlrunner, state, transform
-from flows.sample import SampleSpec, write_sample
 from flows.sources import SOURCES
+from sample import SampleSpec, write_sample
 
 
 def ingest(landing: Path, state_dir: Path, work: Path) -> None:

@@ -84,7 +84,7 @@ def test_broken_json_line_is_one_quarantined_line_and_the_rest_is_kept(tmp_path)
 
 
 def test_xlsx_date_cells_become_danish_dates(tmp_path):
-    from flows.sample_writers import OUTREACH_COLUMNS, write_xlsx
+    from sample.writers import OUTREACH_COLUMNS, write_xlsx
 
     path = tmp_path / "o.xlsx"
     write_xlsx(path, OUTREACH_COLUMNS, [["05-03-2019", "360", "foredrag", "2", "", "Jens"]], date_cells=True)

@@ -484,7 +484,7 @@ DECK_2019_OVERVIEW = {  # the district's 2019 slide deck ("Overblik"), as README
 def test_the_2019_sample_through_the_real_pipeline_reproduces_the_deck(tmp_path, prefect_server):
     """~20 s: the whole 2019 sample (every kind of dirt) through the real flow, once."""
     from flows.refresh import refresh
-    from flows.sample import DECK_2019, SampleSpec, write_sample
+    from sample import DECK_2019, SampleSpec, write_sample
 
     write_sample(tmp_path / "landing", SampleSpec(years=(2019,)))
     result = refresh(str(tmp_path / "landing"), str(tmp_path / "state"), str(tmp_path / "warehouse"))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flows.sample import DECK_2019, SampleSpec, volumes, write_sample
+from sample import DECK_2019, SampleSpec, volumes, write_sample
 
 
 def politikpi(*args: str, env=None) -> subprocess.CompletedProcess:

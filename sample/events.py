@@ -12,7 +12,7 @@ import unicodedata
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flows import sample_writers as w
+from sample import writers as w
 
 TZ = ZoneInfo("Europe/Copenhagen")
 UTC = dt.UTC

@@ -1,4 +1,6 @@
-"""Deterministic sample landing data, calibrated to the district's 2019 deck (SPEC section 6).
+"""Deterministic sample landing data, calibrated to the district's 2019 deck (docs/input-contract.md,
+"The sample landing data"). A package of its own: it computes no number of a release, so editing
+it changes no release's code version.
 
 Valid, de-duplicated records reproduce the deck exactly; dirt (corrections, duplicates,
 invalid rows, broken lines, an unreadable file) comes on top and is never needed to reach
@@ -12,7 +14,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows import sample_events as ev
+from sample import events as ev
 from schemas.reference import load_municipalities
 
 # The deck's figures for 2019 ("Overblik"): the generator's calibration, and nowhere else.
