@@ -162,7 +162,8 @@ def audit(con: duckdb.DuckDBPyConnection, docs_dir: Path | None = None, has_curr
                     check["message"] = (
                         f"closed months changed by more than {hard_share:.0%} (POLITIKPI_CHANGE_HARD_SHARE): "
                         + "; ".join(moved[:5]) + more
-                        + '; if this restatement is real, re-run with --accept-restatement "<reason>"')
+                        + "; if a rejected file caused it, fix and deliver that file again; if the restatement "
+                        + 'is real, re-run with --accept-restatement "<reason>"')
                     if accept_restatement:
                         blocking = False
                         check.update(blocking=False, accepted=accept_restatement, restated=moved)

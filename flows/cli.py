@@ -94,6 +94,11 @@ def refresh(
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL", "CRITICAL")
+    if accept_restatement is not None and not accept_restatement.strip():
+        fail("--accept-restatement needs a reason (it is logged with the release)")
+    if reingest is not None and not _archived_match(state, reingest):
+        fail(f"--reingest {reingest!r} matches no archived file in {state} (file identities look like "
+             "reports/2019-03-05.csv; `politikpi releases --json` lists a release's input files)")
     with console.status("refreshing (Prefect flow)…"):
         import duckdb
 
@@ -105,8 +110,6 @@ def refresh(
 
         started = time.monotonic()
         try:
-            if accept_restatement is not None and not accept_restatement.strip():
-                fail("--accept-restatement needs a reason (it is logged with the release)")
             result = refresh_flow(str(landing), str(state), str(warehouse), full_refresh, reingest, accept_restatement)
         except ThresholdExceeded as exc:
             fail(str(exc), EXIT_DATA_QUALITY)
@@ -136,6 +139,24 @@ def refresh(
                   f"{', '.join(r['file'] for r in rejected[:5])}{' …' if len(rejected) > 5 else ''}; "
                   "see `politikpi quarantine` and tell the data owner", highlight=False)
     exit_now(EXIT_REJECTED if rejected and fail_on_rejected else 0)
+
+
+def _archived_match(state: Path, pattern: str) -> bool:
+    """Whether a --reingest glob names any ingested file (True when the state is busy: the run says so)."""
+    import fnmatch
+
+    import duckdb
+
+    from flows.state import db_path
+
+    if not db_path(state).exists():
+        return False
+    try:
+        with duckdb.connect(str(db_path(state)), read_only=True) as con:
+            held = [r[0] for r in con.execute("select identity from files where status = 'ingested'").fetchall()]
+    except duckdb.Error:
+        return True
+    return any(fnmatch.fnmatch(identity, pattern) for identity in held)
 
 
 def exit_now(code: int) -> None:
@@ -255,9 +276,10 @@ def quarantine(
     if len(shown):
         t = Table(title=f"{'All' if len(shown) == len(rows) else f'First {len(shown)} of'} {len(rows):,} "
                         "quarantined rows (--format csv for every value)")
-        for c in ("file", "line", "rules"):
-            t.add_column(c, overflow="fold")
-        t.add_column("raw values (personal data removed)", overflow="ellipsis", no_wrap=True, max_width=70)
+        t.add_column("file", overflow="fold", min_width=18)
+        t.add_column("line", min_width=4)
+        t.add_column("rules", overflow="fold", min_width=22)
+        t.add_column("raw values (personal data removed)", overflow="fold", min_width=20, ratio=1)
         for r in shown.iter_rows(named=True):
             values = r["raw_values"] or f"(length {r['length']}, sha256 {str(r['sha256'])[:12]}…)"
             t.add_row(r["file"], str(r["line"]), r["rules"], values)
@@ -289,12 +311,15 @@ def releases(
         return
     pin = (manifest.get("pinned") or {}).get("release_id")
     t = Table(title=f"Releases in {warehouse} (* current{', pinned by a rollback until `politikpi unpin`' if pin else ''})")
-    for c in ("", "release", "data through", "built", "audit", "sha256"):
-        t.add_column(c)
+    t.add_column("")
+    t.add_column("release", no_wrap=True, min_width=29)  # whole, to copy into rollback or diff
+    for c in ("data through", "built", "audit", "sha256"):
+        t.add_column(c, overflow="fold")
     for r in manifest["releases"]:
         mark = ("*" if r["release_id"] == manifest["current"] else "") + (" pinned" if r["release_id"] == pin else "")
         audit, build = r.get("validation_summary", {}), r.get("build") or {}
-        built = (f"patch of {build.get('base')} ({build.get('changed_files')} changed files)"
+        n = build.get("changed_files")
+        built = (f"patch of {build.get('base')} ({n} changed file{'' if n == 1 else 's'})"
                  if build.get("kind") == "patch" else build.get("kind", "?"))
         if r.get("code_version"):
             built += f", code {r['code_version']}"

@@ -53,6 +53,7 @@ def prefect_defaults() -> None:
     """Environment Prefect reads at import: measured defaults from STACK.md, never overriding."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # INFO reaches the Prefect server (the UI's Logs tab); `refresh` keeps the terminal to one
-    # verdict line through the console handlers' levels instead.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # With a real server, INFO reaches it (the UI's Logs tab; `refresh` keeps the terminal to one
+    # verdict line through the console handlers' levels). A temporary server is gone before the
+    # last INFO lines could be sent: there, warnings only.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if os.environ.get("PREFECT_API_URL") else "WARNING")

@@ -96,6 +96,8 @@ def load_manifest(warehouse: Path) -> dict:
         if not isinstance(manifest.get("releases"), list) or not all(
                 isinstance(r, dict) and RELEASE_ID.match(str(r.get("release_id"))) for r in manifest["releases"]):
             raise ValueError("its releases are not a list of release entries")
+        if manifest.get("pinned") is not None and not isinstance(manifest["pinned"], dict):
+            raise ValueError("its pin is not a release pin")
     except (ValueError, AttributeError) as exc:
         raise ManifestError(f"{path} cannot be read ({str(exc).splitlines()[0][:120]}); "
                             "run `politikpi repair` to rebuild it from the release files") from None

@@ -13,6 +13,7 @@ import hashlib
 import io
 import itertools
 import os
+import re
 import tempfile
 import threading
 import zlib
@@ -214,6 +215,19 @@ class _Prepared:
     open_quote: bool = False  # an odd number of `"`: some quote is never closed
 
 
+COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_æøåÆØÅ]{0,39}$")
+
+
+def wrong_columns(expected: list[str], found: list[str]) -> str:
+    """Why a header is wrong, without ever echoing a data row: a first line whose cells are not all
+    plain column names (a data row, free text, a CPR number) is described, never shown."""
+    names = [f.strip() for f in found if f and f.strip()]
+    if names and all(COLUMN_NAME.match(n) for n in names):
+        return f"wrong columns: expected {';'.join(expected)}, found {';'.join(names)[:200]}"
+    return (f"wrong columns: expected {';'.join(expected)}; the first line ({len(found)} fields) is not a header "
+            "(its content is not shown: it may hold personal data)")
+
+
 def _header_hint(header: str, expected: list[str]) -> str:
     """The likely cause of a wrong header, in words the data owner can act on."""
     for sep, name in ((",", "comma"), ("\t", "tab")):
@@ -221,6 +235,8 @@ def _header_hint(header: str, expected: list[str]) -> str:
             return f" (the file is {name}-separated: export it with ';' between fields)"
     if header.lower().replace(" ", "") == ";".join(expected).lower():
         return " (the column names differ only in case or spaces: use them exactly as listed)"
+    if header.count(";") == len(expected) - 1:
+        return " (the header row is missing: the export must start with the column names)"
     return " (another export or an older format: check which system produced it)"
 
 
@@ -237,8 +253,7 @@ def _prepare_csv(path: Path, source: Source, tmpdir: Path) -> _Prepared:
         found = next(csv.reader([header], delimiter=";"))
         expected = source.schema.COLUMNS
         if found != expected:
-            raise Rejected(f"wrong columns: expected {';'.join(expected)}, found {';'.join(found)[:200]}"
-                           + _header_hint(header, expected))
+            raise Rejected(wrong_columns(expected, found) + _header_hint(header, expected))
     except BaseException:
         if data != path:
             data.unlink(missing_ok=True)
@@ -444,7 +459,7 @@ def read_xlsx(path: Path, source: Source, tmpdir: Path) -> Parsed:
     expected = source.schema.COLUMNS
     if header[: len(expected)] != expected or any(h for h in header[len(expected):]):
         wb.close()
-        raise Rejected(f"wrong columns: expected {';'.join(expected)}, found {';'.join(header)[:200]}")
+        raise Rejected(wrong_columns(expected, header))
     keep = [expected.index(c) for c in source.raw_columns]
     out: dict[str, list] = {c: [] for c in ["line", *source.raw_columns]}
     for n, row in enumerate(it, start=2):

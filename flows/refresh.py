@@ -20,6 +20,7 @@ from prefect.runtime import flow_run  # noqa: E402
 
 from flows import extract, faults, releases, state  # noqa: E402
 from flows.config import Settings  # noqa: E402
+from flows.publish import PublishRefused  # noqa: E402
 from flows.sources import SOURCES  # noqa: E402
 from flows.stages import (  # noqa: E402
     CACHE,
@@ -165,6 +166,7 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
         summary = check_threshold(results, settings, run_id)
         reset = [e["identity"] for entries in rebuild.values() for e in entries]
         load_state(results, settings.state, workdir, run_id, reset if full_refresh else [])
+        announce(results, logger)  # before the build: a failed audit must not hide a rejected file
         if pin := releases.pinned(settings.warehouse):
             cleanup(settings, None)
             return _finish(settings, logger, "pinned", current_release(settings), summary, refused, results, pin)
@@ -173,21 +175,39 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
             cleanup(settings, current["release_id"])
             return _finish(settings, logger, "unchanged", current, summary, refused, results)
         key = state_key(settings, full)
-        built = transform.with_options(**results_at)(settings, key=key, full=full)
-        if not build_matches(built):  # a cached result whose file is gone or holds another build
-            logger.warning("cached build %s no longer holds that release: building it again", built["path"])
-            built = transform.with_options(refresh_cache=True, **results_at)(settings, key=key, full=full)
-        release_id = built["meta"]["release_id"]
-        audited = audit.with_options(refresh_cache=not Path(built["docs"]).exists(), **results_at)(
-            settings, built, key=f"{key}-{release_id}-{accept_restatement or ''}",
-            accept_restatement=accept_restatement)
+
+        def build_and_audit(fresh: bool = False) -> tuple[dict, dict]:
+            built = transform.with_options(refresh_cache=fresh, **results_at)(settings, key=key, full=full)
+            if not build_matches(built):  # a cached result whose file is gone or holds another build
+                logger.warning("cached build %s no longer holds that release: building it again", built["path"])
+                built = transform.with_options(refresh_cache=True, **results_at)(settings, key=key, full=full)
+            audited = audit.with_options(refresh_cache=fresh or not Path(built["docs"]).exists(), **results_at)(
+                settings, built, key=f"{key}-{built['meta']['release_id']}-{accept_restatement or ''}",
+                accept_restatement=accept_restatement)
+            return built, audited
+
+        built, audited = build_and_audit()
         try:
-            entry = publish(settings, built, audited)
+            try:
+                entry = publish(settings, built, audited)
+            except PublishRefused as exc:  # the cached build is a listed release whose file changed
+                logger.warning("%s: building a new release instead", exc)
+                built, audited = build_and_audit(fresh=True)
+                entry = publish(settings, built, audited)
         except Pinned:  # an operator rolled back while this run was building
             pin = releases.pinned(settings.warehouse)
             return _finish(settings, logger, "pinned", current_release(settings), summary, refused, results, pin)
-        cleanup(settings, release_id)
+        cleanup(settings, built["meta"]["release_id"])
     return _finish(settings, logger, "published", entry, summary, refused, results)
+
+
+def announce(results: list, logger) -> None:
+    """Files rejected this run: a warning in the run's log and a Prefect event each."""
+    new = [{"file": r.landing_path, "source": r.source, "reason": r.reason} for r in results if r.status == "rejected"]
+    if new:
+        announce_rejected(new)
+        logger.warning("%d file(s) rejected this run (the rest goes on): %s", len(new),
+                       "; ".join(f"{r['file']}: {r['reason']}" for r in new)[:2000])
 
 
 def _finish(settings: Settings, logger, status: str, release: dict | None, summary: dict, refused: list,
@@ -199,10 +219,6 @@ def _finish(settings: Settings, logger, status: str, release: dict | None, summa
                "rejected_this_run": new, "files_ingested": sum(r.status == "ingested" for r in results)}
     run_artifacts(outcome, settings)
     rid = release["release_id"] if release else None
-    if new:
-        announce_rejected(new, status, rid)
-        logger.warning("%d file(s) rejected this run, %s anyway: %s", len(new), status,
-                       "; ".join(f"{r['file']}: {r['reason']}" for r in new)[:2000])
     if status == "published":
         logger.info("published release %s", rid)
     elif status == "unchanged":

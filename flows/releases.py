@@ -33,10 +33,10 @@ class ReleaseError(RuntimeError):
 
 
 @contextmanager
-def warehouse_lock(warehouse: Path):
+def warehouse_lock(warehouse: Path, wait: float = 0):
     """One writer of the warehouse folder at a time (publish, rollback, retention)."""
     warehouse.mkdir(parents=True, exist_ok=True)
-    with state_lock(warehouse, name=".lock"):
+    with state_lock(warehouse, name=".lock", wait=wait):
         yield
 
 
@@ -55,15 +55,27 @@ def _entry_file(warehouse: Path, entry: dict) -> Path:
     return warehouse / "releases" / f"{entry['release_id']}.duckdb"
 
 
+def _interrupted(warehouse: Path, orphan: Path) -> bool:
+    """An unlisted release file that only an interrupted publish can have left: no sidecar, not the
+    stable path, and its build still beside it in .building/ (so removing it loses nothing)."""
+    build = warehouse / ".building" / orphan.name
+    stable = warehouse / STABLE
+    return (RELEASE_ID.match(orphan.stem) is not None and not sidecar_path(warehouse, orphan.stem).exists()
+            and build.exists() and os.path.samefile(build, orphan)
+            and not (stable.exists() and os.path.samefile(stable, orphan)))
+
+
 def recover(warehouse: Path) -> bool:
-    """Repair what an interrupted publish leaves, and nothing else: a release file that was never
-    listed (no manifest entry, no sidecar: nobody could have seen it) is removed, a listed release
-    gets its missing sidecar, and the stable path is re-pointed at the manifest's current release."""
+    """Finish or undo what an interrupted publish or rollback leaves, and nothing else: a release
+    file linked but never listed (see _interrupted) is removed, a listed release gets its missing
+    sidecar, and the stable path is re-pointed at the manifest's current release when that is what
+    a publish or rollback was doing (the newest release, or the pinned one). Anything else is
+    `verify`'s to report and `repair`'s to mend: recover never deletes a published release."""
     manifest = load_manifest(warehouse)
     listed = {r["release_id"]: r for r in manifest["releases"]}
     repaired = False
     for orphan in (warehouse / "releases").glob("*.duckdb"):
-        if orphan.stem not in listed and not sidecar_path(warehouse, orphan.stem).exists():
+        if orphan.stem not in listed and _interrupted(warehouse, orphan):
             orphan.unlink(missing_ok=True)
             repaired = True
     for release_id, entry in listed.items():
@@ -75,6 +87,9 @@ def recover(warehouse: Path) -> bool:
     target, stable = _entry_file(warehouse, current), warehouse / STABLE
     if stable.exists() and os.path.samefile(stable, target):
         return repaired
+    pin = (manifest.get("pinned") or {}).get("release_id")
+    if current["release_id"] not in (max(listed), pin):
+        return repaired  # not what a publish or rollback leaves: verify reports it
     point_stable_at(warehouse, target)
     return True
 
@@ -157,6 +172,9 @@ def verify(warehouse: Path) -> list[str]:
                                 "published; it cannot be repaired: roll back to another release)")
         elif side and side.get("sha256") != actual:
             problems.append(f"{rid}: its sidecar {sidecar_path(warehouse, rid).name} disagrees with the file")
+        elif side and (changed := sorted(k for k in side.keys() | entry.keys() if side.get(k) != entry.get(k))):
+            problems.append(f"{rid}: the manifest entry differs from its sidecar in {', '.join(changed)} "
+                            "(`politikpi repair` restores it)")
         row = _release_row(path)
         if row is None or row.get("release_id") != rid:
             problems.append(f"{rid}: {path} does not hold release {rid} in its _release table")
@@ -166,14 +184,17 @@ def verify(warehouse: Path) -> list[str]:
     elif current:
         target = warehouse / "releases" / f"{current}.duckdb"
         if not stable.exists() or not target.exists() or not os.path.samefile(stable, target):
-            problems.append(f"{stable} is not the current release {current}")
+            problems.append(f"{stable} is not the manifest's current release {current} (if that is meant, "
+                            f"`politikpi rollback {current}`; else `politikpi repair` keeps the stable path's)")
     elif stable.exists():
         problems.append(f"{stable} exists but the manifest names no current release")
     pin = (manifest.get("pinned") or {}).get("release_id")
     if pin and pin not in ids:
         problems.append(f"the pinned release {pin} is not listed in the manifest")
     for path in sorted((warehouse / "releases").glob("*.duckdb")):
-        if path.stem not in ids:
+        if not RELEASE_ID.match(path.stem):
+            problems.append(f"{path} is not a release file: move it out of releases/")
+        elif path.stem not in ids:
             problems.append(f"{path} is not listed in the manifest (`politikpi repair` lists it again)")
     return problems
 
@@ -211,17 +232,24 @@ def repair(warehouse: Path) -> list[str]:
                 done.append(f"{rid}: listed again")
             elif listed[rid].get("sha256") != entry["sha256"]:
                 done.append(f"{rid}: checksum restored")
+            elif listed[rid] != entry:
+                done.append(f"{rid}: manifest entry restored from its sidecar")
             entries[rid] = entry
         done += [f"{rid}: its file is gone; removed from the manifest" for rid in listed if rid not in entries]
         stable = warehouse / STABLE
         on_stable = next((rid for rid in intact if stable.exists()
                           and os.path.samefile(stable, warehouse / entries[rid]["file"])), None)
-        current = old.get("current") if old.get("current") in intact else on_stable or max(intact, default=None)
+        pin = (old.get("pinned") or {}).get("release_id") if isinstance(old.get("pinned"), dict) else None
+        was = old.get("current")
+        # The manifest's current stands if a publish (the newest) or a rollback (the pin) made it so;
+        # otherwise what readers have been getting (the stable path) stays current.
+        current = was if was in intact and (was == max(intact, default=None) or was == pin) \
+            else on_stable or (was if was in intact else max(intact, default=None))
         if current != old.get("current"):
             done.append(f"current release set to {current}")
         manifest = {**old, "current": current, "releases": [entries[rid] for rid in sorted(entries)]}
-        if (manifest.get("pinned") or {}).get("release_id") not in intact and manifest.pop("pinned", None):
-            done.append("a pin on a release that is gone was lifted")
+        if pin not in intact and manifest.pop("pinned", None):
+            done.append("a pin that names no intact release was lifted")
         if manifest != old or done:
             write_manifest(warehouse, manifest)
         for rid in intact:

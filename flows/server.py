@@ -270,11 +270,32 @@ def _stop_on_signals():
             signal.signal(name, handler if handler is not None else signal.SIG_DFL)
 
 
+def check_schedule(landing: Path, cron: str, timezone: str) -> None:
+    """What the nightly run needs, checked now rather than at 02:00."""
+    import zoneinfo
+
+    from prefect.client.schemas.schedules import CronSchedule
+
+    if not landing.is_dir():
+        raise ServeError(f"--landing {landing} is not a folder: the nightly refresh reads it (create it, or "
+                         "`politikpi sample --out` it)")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ServeError(f"--timezone {timezone!r} is not a time zone (like Europe/Copenhagen)") from None
+    try:
+        CronSchedule(cron=cron, timezone=timezone)
+    except ValueError:  # pydantic's ValidationError is one
+        raise ServeError(f"--cron {cron!r} is not a cron expression (like '0 2 * * *': minute hour day month "
+                         "weekday)") from None
+
+
 def serve_nightly(landing: Path, state: Path, warehouse: Path, cron: str, timezone: str, port: int,
                   start_server: bool, say=print) -> None:
     """Serve the refresh flow as deployment `refresh/nightly` (on a server started here, or PREFECT_API_URL).
 
     Returns when stopped by SIGINT or SIGTERM, after stopping the server it started."""
+    check_schedule(landing, cron, timezone)
     with _stop_on_signals():
         try:
             log = server_log(state, port)

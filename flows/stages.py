@@ -221,7 +221,7 @@ def _run_id() -> str:
 
 
 REJECTED_INPUTS_SQL = """
-select source, list(identity order by identity) from state.files
+select source, list(identity || ' (' || reason || ')' order by identity) from state.files
 where status = 'rejected' and identity in (select unnest(json_keys(input_files::json)) from current._release)
 group by source
 """
@@ -286,8 +286,11 @@ def warm_imports() -> None:
 
 def finish_interrupted_publish(settings: Settings) -> None:
     """The stable path and sidecar of a release a failed run had already listed as current."""
-    with releases.warehouse_lock(settings.warehouse):
+    with releases.warehouse_lock(settings.warehouse, wait=PUBLISH_LOCK_WAIT):
         releases.recover(settings.warehouse)
+
+
+PUBLISH_LOCK_WAIT = 120  # seconds a publish waits for an operator's verify, repair, rollback or unpin
 
 
 class Pinned(RuntimeError):
@@ -297,7 +300,7 @@ class Pinned(RuntimeError):
 def publish_build(settings: Settings, built: dict, audited: dict) -> dict:
     """Publish the audited build. Idempotent: an already-current release is left as it is; a
     listed one is made current again only if its file is this very build and matches its checksum."""
-    with releases.warehouse_lock(settings.warehouse), ThreadPoolExecutor(1) as pool:
+    with releases.warehouse_lock(settings.warehouse, wait=PUBLISH_LOCK_WAIT), ThreadPoolExecutor(1) as pool:
         releases.recover(settings.warehouse)
         entry = {**built["meta"], "validation_summary": audited}
         manifest = publish.load_manifest(settings.warehouse)
@@ -371,7 +374,7 @@ def notify_failure(flow, flow_run, state) -> None:
                              "state": state.name, "message": message}) + "\n")
 
 
-def announce_rejected(rejected: list[dict], status: str, release_id: str | None) -> None:
+def announce_rejected(rejected: list[dict]) -> None:
     """One Prefect event per file rejected this run (`politikpi.file.rejected`): an automation can
     match it and tell the data owner. Carries file names and reasons only, never content."""
     from prefect.events import emit_event
@@ -380,7 +383,7 @@ def announce_rejected(rejected: list[dict], status: str, release_id: str | None)
         emit_event(event="politikpi.file.rejected",
                    resource={"prefect.resource.id": f"politikpi.file.{item['file']}",
                              "prefect.resource.name": item["file"], "politikpi.source": item["source"]},
-                   payload={"reason": item["reason"], "run_status": status, "release_id": release_id})
+                   payload={"reason": item["reason"]})
 
 
 def run_artifacts(outcome: dict, settings: Settings) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,17 +58,24 @@ class StateBusy(RuntimeError):
 
 
 @contextmanager
-def state_lock(state: Path, name: str = ".lock"):
-    """One writer at a time: an exclusive, non-blocking lock on a file in the folder."""
+def state_lock(state: Path, name: str = ".lock", wait: float = 0):
+    """One writer at a time: an exclusive lock on a file in the folder, waited for up to `wait`
+    seconds (a refresh refuses at once; a publish waits for an operator's short command)."""
     state.mkdir(parents=True, exist_ok=True)
     fd = os.open(state / name, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise StateBusy(f"another politikpi process holds {state / name} (pid {holder}); "
-                            "wait for it to finish") from None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise StateBusy(f"another politikpi process holds {state / name} (pid {holder}); "
+                                "wait for it to finish") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield

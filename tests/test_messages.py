@@ -79,6 +79,14 @@ def test_audit_failure_speaks_in_kpis_and_months_and_a_restatement_can_be_accept
     assert "outreach 2019-01, all municipalities: 377 -> 0 (-100 %), after rejected file outreach/2019-01.csv" \
         in message
     assert "POLITIKPI_CHANGE_HARD_SHARE" in message and '--accept-restatement "<reason>"' in message
+    assert "outreach/2019-01.csv (wrong columns" in message and "comma-separated" in message  # why it was rejected
+    for _ in range(40):  # the rejected file is announced although the audit failed
+        if [e for e in _events(env["PREFECT_API_URL"], "politikpi.file.rejected")
+                if e["resource"]["prefect.resource.id"] == "politikpi.file.outreach/2019-01.csv"]:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("no politikpi.file.rejected event for outreach/2019-01.csv")
     assert load_manifest(root / "warehouse")["current"] == before
     out = cli("refresh", "--accept-restatement", "January outreach withdrawn by the station", env=env)
     assert out.returncode == 0, out.stderr
@@ -161,7 +169,7 @@ def test_diff_and_releases_read_like_a_report(wh):
     backwards = cli("diff", b, a, env=env)
     assert f"WARNING: {b} is newer than {a}" in backwards.stderr
     listing = cli("releases", env=dict(env, COLUMNS="250")).stdout
-    assert f"patch of {a} (1 changed files)" in listing and "full" in listing
+    assert f"patch of {a} (1 changed file)" in listing and "full" in listing
 
 
 def test_mistakes_get_one_line_that_says_what_to_do(wh, tmp_path):

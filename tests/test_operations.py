@@ -174,6 +174,39 @@ def test_verify_catches_a_tampered_manifest_and_repair_restores_it(wh, kind):
     assert_consistent(warehouse, env)
 
 
+def test_verify_never_deletes_a_release_whose_entry_and_sidecar_were_lost(wh):
+    root, env = wh
+    warehouse = root / "warehouse"
+    good = load_manifest(warehouse)
+    older = good["releases"][0]
+    (warehouse / "manifest.json").write_text(json.dumps({**good, "releases": good["releases"][1:]}), encoding="utf-8")
+    sidecar = warehouse / "releases" / f"{older['release_id']}.json"
+    sidecar.chmod(0o644)
+    sidecar.unlink()
+    out = cli("verify", env=env)
+    assert out.returncode == 1 and "is not listed in the manifest" in out.stderr
+    assert (warehouse / older["file"]).exists()  # reported, never deleted
+    out = cli("repair", env=env)
+    assert out.returncode == 0 and f"{older['release_id']}: listed again" in out.stdout
+    ids = [r["release_id"] for r in load_manifest(warehouse)["releases"]]
+    assert ids == [r["release_id"] for r in good["releases"]]
+    assert_consistent(warehouse, env)
+
+
+def test_verify_does_not_put_a_tampered_current_into_effect(wh):
+    root, env = wh
+    warehouse = root / "warehouse"
+    good = load_manifest(warehouse)
+    older = good["releases"][0]["release_id"]
+    (warehouse / "manifest.json").write_text(json.dumps({**good, "current": older}), encoding="utf-8")
+    out = cli("verify", env=env)
+    assert out.returncode == 1 and f"is not the manifest's current release {older}" in out.stderr
+    assert current_id(warehouse) == good["current"]  # readers still get the release they had
+    assert cli("repair", env=env).returncode == 0
+    assert load_manifest(warehouse)["current"] == good["current"]
+    assert_consistent(warehouse, env)
+
+
 def test_a_release_file_changed_after_publishing_is_reported_and_never_dropped(wh):
     root, env = wh
     warehouse = root / "warehouse"

@@ -159,3 +159,19 @@ def test_a_quote_left_open_at_the_end_of_a_file_rejects_it_in_a_scan_of_many_fil
         readers.read_file(paths[0], SOURCES["reports"], tmp_path)
     assert isinstance(together[0], readers.Rejected) and str(together[0]) == str(alone.value)
     assert all(not isinstance(t, readers.Rejected) for t in together[1:])
+
+
+def test_a_file_without_its_header_row_is_rejected_without_echoing_the_row(tmp_path):
+    """The first line of a headerless export is a data row: its free text and CPR number must not
+    reach the rejection reason (which is shown, stored and published in run summaries)."""
+    row = ROW.format(n=1, offence="Tyveri", text="Anmelder Jens Hansen ringede igen")
+    with pytest.raises(readers.Rejected) as rejected:
+        read(write(tmp_path / "r.csv", row + row.replace("-00001-", "-00002-")))
+    reason = str(rejected.value)
+    assert "header row is missing" in reason
+    assert "Jens" not in reason and "010190-1234" not in reason and "4100-" not in reason
+
+
+def test_a_wrong_header_of_plain_column_names_is_shown(tmp_path):
+    with pytest.raises(readers.Rejected, match="found sagsnr;tid;kommune"):
+        read(write(tmp_path / "r.csv", "sagsnr;tid;kommune\n1;2;3\n"))
