@@ -272,9 +272,12 @@ def _stop_on_signals():
 
 def check_schedule(landing: Path, cron: str, timezone: str) -> None:
     """What the nightly run needs, checked now rather than at 02:00."""
+    import warnings
     import zoneinfo
 
-    from prefect.client.schemas.schedules import CronSchedule
+    with warnings.catch_warnings():  # Prefect warns at import about its home; the server's start says it
+        warnings.simplefilter("ignore")
+        from prefect.client.schemas.schedules import CronSchedule
 
     if not landing.is_dir():
         raise ServeError(f"--landing {landing} is not a folder: the nightly refresh reads it (create it, or "
