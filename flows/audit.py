@@ -1,6 +1,6 @@
 """Audit a built release with Great Expectations before it is published (write-audit-publish).
 
-GX's DuckDB source is broken upstream (STACK.md): DuckDB computes small frames (the KPI
+GX's DuckDB source is broken upstream (every expectation fails): DuckDB computes small frames (the KPI
 tables, reconciliation sums, audit queries over the event tables) and GX validates them as
 pandas DataFrames. Each frame is one checkpoint whose results also build the release's Data Docs.
 """

@@ -50,7 +50,7 @@ def duckdb_memory() -> str:
 
 
 def prefect_defaults() -> None:
-    """Environment Prefect reads at import: measured defaults from STACK.md, never overriding."""
+    """Environment Prefect reads at import: measured defaults, never overriding what is set."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # With a real server, INFO reaches it (the UI's Logs tab; `refresh` keeps the terminal to one
