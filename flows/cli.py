@@ -513,8 +513,21 @@ def serve(
 
 
 def main() -> None:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
     try:
-        app()
+        code = app(standalone_mode=False)  # usage errors come here instead of exiting 2
+        sys.exit(code if isinstance(code, int) else 0)
+    except NoArgsIsHelpError as exc:  # `politikpi` alone: the help, as before
+        exc.show()
+        sys.exit(0)
+    except UsageError as exc:  # exit 2 is a data-quality failure here: a mistyped command is 1, in one line
+        where = f"politikpi {' '.join(exc.ctx.command_path.split()[1:])}".strip() if exc.ctx else "politikpi"
+        err.print(f"[bold red]FAILED[/]: {exc.format_message()} (see `{where} --help`)", highlight=False)
+        sys.exit(EXIT_ERROR)
+    except ClickException as exc:
+        err.print(f"[bold red]FAILED[/]: {exc.format_message()}", highlight=False)
+        sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

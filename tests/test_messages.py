@@ -181,6 +181,8 @@ def test_mistakes_get_one_line_that_says_what_to_do(wh, tmp_path):
         (["verify", "--warehouse", str(tmp_path)], "no warehouse at"),
         (["quarantine", "--state", str(tmp_path)], "no state at"),
         (["unpin", "--warehouse", str(tmp_path)], "no warehouse at"),
+        (["refresh", "--fail-on-rejectd"], "No such option: --fail-on-rejectd"),  # 1, never 2 (data quality)
+        (["quarantine", "--limit", "-1"], "Invalid value for '--limit'"),
     ]
     for args, expected in cases:
         out = cli(*args, env=env)
