@@ -62,7 +62,7 @@ def restatements(frame, limit: float, rejected: dict[str, list[str]] | None = No
         old, new, unit = row["old_value"], row["new_value"], KPI_UNIT.get(row["kpi"], "")
         missing = new is None or new != new  # no rows any more: a count of 0, a mean that does not exist
         new_text = ("none" if unit else "0") if missing else f"{new:,.{2 if unit else 0}f}"
-        pct = 100 * ((new if new == new and new is not None else 0) - old) / old
+        pct = 100 * ((0 if missing else new) - old) / old
         files = (rejected or {}).get(KPI_SOURCE.get(row["kpi"], ""), [])
         after = f", after rejected file{'s' if len(files) > 1 else ''} {', '.join(files[:3])}" if files else ""
         out.append(f"{row['kpi']} {row['month']:%Y-%m}, all municipalities: {old:,.{2 if unit else 0}f} -> "

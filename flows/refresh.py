@@ -201,10 +201,13 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
     return _finish(settings, logger, "published", entry, summary, refused, results)
 
 
+def rejected_this_run(results: list) -> list[dict]:
+    return [{"file": r.landing_path, "source": r.source, "reason": r.reason} for r in results if r.status == "rejected"]
+
+
 def announce(results: list, logger) -> None:
     """Files rejected this run: a warning in the run's log and a Prefect event each."""
-    new = [{"file": r.landing_path, "source": r.source, "reason": r.reason} for r in results if r.status == "rejected"]
-    if new:
+    if new := rejected_this_run(results):
         announce_rejected(new)
         logger.warning("%d file(s) rejected this run (the rest goes on): %s", len(new),
                        "; ".join(f"{r['file']}: {r['reason']}" for r in new)[:2000])
@@ -213,7 +216,7 @@ def announce(results: list, logger) -> None:
 def _finish(settings: Settings, logger, status: str, release: dict | None, summary: dict, refused: list,
             results: list, pin: dict | None = None) -> dict:
     """The run's outcome: logged, published as artifacts, returned to the CLI."""
-    new = [{"file": r.landing_path, "source": r.source, "reason": r.reason} for r in results if r.status == "rejected"]
+    new = rejected_this_run(results)
     rejected = new + [{"file": path, "reason": reason} for path, reason in refused]
     outcome = {"status": status, "release": release, "sources": summary, "rejected": rejected, "pinned": pin,
                "rejected_this_run": new, "files_ingested": sum(r.status == "ingested" for r in results)}
