@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import duckdb  # noqa: E402
 
 from bench.common import machine, table  # noqa: E402
-from flows.publish import load_manifest  # noqa: E402
+from flows.release.store import load_manifest  # noqa: E402
 from flows.server import local_server  # noqa: E402
 from sample import SampleSpec, write_sample  # noqa: E402
 

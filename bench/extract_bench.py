@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import duckdb  # noqa: E402
 
 from bench.common import OUT, ensure_sample, machine, median_time, table  # noqa: E402
-from flows import extract, readers  # noqa: E402
+from flows.ingest import extract, readers  # noqa: E402
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import duckdb  # noqa: E402
 
 from bench.common import OUT, ensure_sample, machine, run_timed, table  # noqa: E402
-from flows import readers, sqlrunner, transform  # noqa: E402
+from flows.build import runner, transform  # noqa: E402
+from flows.ingest import readers  # noqa: E402
 from flows.server import local_server  # noqa: E402
 
 BASELINE_SQL = {
@@ -102,7 +103,7 @@ def baseline_here(landing: Path, runs: int) -> list[float]:
                     "'ingested' as status, null::varchar as sha256, null::varchar as reason, 0 as rows_read, "
                     "0 as rows_staged, 0 as rows_quarantined from state.staged_ambassadors")
         transform.load_reference(con)
-        sqlrunner.build(con)
+        runner.build(con)
         con.close()
         times.append(time.perf_counter() - started)
     shutil.rmtree(scratch, ignore_errors=True)

@@ -50,8 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.publish import load_manifest
     from flows.refresh import refresh
+    from flows.release.store import load_manifest
     from sample import SampleSpec, write_sample
 
     work = Path(tempfile.mkdtemp(prefix="politikpi-soak-"))

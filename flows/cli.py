@@ -102,11 +102,11 @@ def refresh(
     with console.status("refreshing (Prefect flow)…"):
         import duckdb
 
-        from flows.audit import AuditFailed
-        from flows.publish import ManifestError, PublishRefused
+        from flows.ingest.state import StateBusy
         from flows.refresh import ThresholdExceeded
         from flows.refresh import refresh as refresh_flow
-        from flows.state import StateBusy
+        from flows.release.audit import AuditFailed
+        from flows.release.store import ManifestError, PublishRefused
 
         started = time.monotonic()
         try:
@@ -129,7 +129,7 @@ def refresh(
                 raise
             fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (the current release stays "
                  "current; re-run with --verbose for details)")
-    from flows.artifacts import verdict
+    from flows.release.summary import verdict
 
     print_run_summary(result)
     console.print(f"[bold green]OK[/]: {verdict(result)} in {time.monotonic() - started:.1f} s", soft_wrap=True)
@@ -147,7 +147,7 @@ def _archived_match(state: Path, pattern: str) -> bool:
 
     import duckdb
 
-    from flows.state import db_path
+    from flows.ingest.state import db_path
 
     if not db_path(state).exists():
         return False
@@ -239,9 +239,9 @@ def quarantine(
     Shows the rows the state holds and, after a run the failure threshold stopped, that run's rows
     (parked, not loaded). Rejected files are marked open, or resolved once a later delivery of the
     same file was ingested. --format csv or json writes every matching row to standard output."""
-    from flows import quarantine as q
-    from flows.sources import SOURCES
-    from flows.state import db_path
+    from flows.ingest import quarantine as q
+    from flows.ingest.sources import SOURCES
+    from flows.ingest.state import db_path
 
     if source is not None and source not in SOURCES:
         fail(f"unknown --source {source!r}; the sources are {', '.join(SOURCES)}")
@@ -300,7 +300,7 @@ def releases(
     """List published releases, oldest first: data through, how each was built (whole, or patched
     from which release), its audit and checksum; * marks the current one."""
 
-    from flows.publish import load_manifest
+    from flows.release.store import load_manifest
 
     manifest = load_manifest(warehouse)
     if as_json:
@@ -339,7 +339,7 @@ def rollback(
 
     While pinned, `refresh` still ingests and stages new files but publishes nothing (it says so);
     `politikpi unpin` lets the next refresh publish again."""
-    from flows.releases import rollback as do_rollback
+    from flows.release.releases import rollback as do_rollback
 
     entry = do_rollback(warehouse, release)
     console.print(f"[bold green]OK[/]: {warehouse / 'politikpi.duckdb'} is release {entry['release_id']} "
@@ -359,8 +359,8 @@ def verify(warehouse: Warehouse = Path("warehouse")) -> None:
     First repairs what an interrupted publish can leave (a stable path behind the manifest, a
     release file that was never listed). Anything else is reported; `politikpi repair` mends
     what can be mended. Exit status 1 when a problem remains."""
-    from flows.releases import recover, warehouse_lock
-    from flows.releases import verify as do_verify
+    from flows.release.releases import recover, warehouse_lock
+    from flows.release.releases import verify as do_verify
 
     require_warehouse(warehouse)
     with warehouse_lock(warehouse):
@@ -384,7 +384,7 @@ def repair(warehouse: Warehouse = Path("warehouse")) -> None:
     is replaced (by the release the stable path holds, else the newest). A release file that itself
     changed after publishing cannot be repaired: it stays listed, never current, and `verify`
     keeps reporting it. Run `politikpi verify` afterwards."""
-    from flows.releases import repair as do_repair
+    from flows.release.releases import repair as do_repair
 
     require_warehouse(warehouse)
     done = do_repair(warehouse)
@@ -397,7 +397,7 @@ def repair(warehouse: Warehouse = Path("warehouse")) -> None:
 @app.command()
 def unpin(warehouse: Warehouse = Path("warehouse")) -> None:
     """Lift the pin a rollback set: the next refresh publishes again."""
-    from flows.releases import unpin as do_unpin
+    from flows.release.releases import unpin as do_unpin
 
     require_warehouse(warehouse)
     pin = do_unpin(warehouse)
@@ -417,7 +417,7 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole diff as JSON.")] = False,
 ) -> None:
     """Which KPI values changed between two releases, and whether inputs or code changed."""
-    from flows.releases import diff as do_diff
+    from flows.release.releases import diff as do_diff
 
     result = do_diff(warehouse, a, b, limit)
     if as_json:
@@ -468,9 +468,9 @@ def report(
     warehouse: Warehouse = Path("warehouse"),
 ) -> None:
     """Write the district's KPI report (self-contained HTML, Danish labels) for a release."""
-    from flows.publish import load_manifest
-    from flows.releases import ReleaseError, checked_release
-    from flows.report import write_report
+    from flows.release.releases import ReleaseError, checked_release
+    from flows.release.report import write_report
+    from flows.release.store import load_manifest
 
     manifest = load_manifest(warehouse)
     try:
@@ -503,7 +503,7 @@ def serve(
     flow as deployment `refresh/nightly` with a cron schedule (default 02:00 Europe/Copenhagen).
     The server's output goes to <state>/logs/prefect-server-<port>.log; a busy port or a failed
     start is one FAILED line naming it."""
-    from flows.server import ServeError, serve_nightly
+    from flows.serve import ServeError, serve_nightly
 
     try:
         serve_nightly(landing, state, warehouse, cron=cron, timezone=timezone, port=port,
@@ -532,9 +532,9 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # one line for the user; the traceback with POLITIKPI_DEBUG=1
-        from flows.publish import ManifestError, PublishRefused
-        from flows.releases import ReleaseError
-        from flows.state import StateBusy
+        from flows.ingest.state import StateBusy
+        from flows.release.releases import ReleaseError
+        from flows.release.store import ManifestError, PublishRefused
 
         if os.environ.get("POLITIKPI_DEBUG"):
             raise

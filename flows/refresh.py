@@ -9,6 +9,11 @@ input file hashes, the code version, parameters and the state's version, so a re
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import shutil
+import threading
+import time
 from pathlib import Path
 
 from flows.config import prefect_defaults
@@ -16,37 +21,110 @@ from flows.config import prefect_defaults
 prefect_defaults()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.events import emit_event  # noqa: E402
+from prefect.logging import get_logger  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
-from flows import extract, faults, releases, state  # noqa: E402
+from flows import faults  # noqa: E402
+from flows.build.transform import build_matches, transform_build  # noqa: E402
+from flows.build.versions import file_results_key, state_key  # noqa: E402
 from flows.config import Settings  # noqa: E402
-from flows.publish import PublishRefused  # noqa: E402
-from flows.sources import SOURCES  # noqa: E402
-from flows.stages import (  # noqa: E402
-    CACHE,
-    Pinned,
-    ThresholdExceeded,
-    announce_rejected,
-    audit_build,
-    build_matches,
-    cleanup,
-    current_release,
-    file_results_key,
-    finish_interrupted_publish,
-    mark_work_done,
-    notify_failure,
-    publish_build,
-    results_dir,
-    run_artifacts,
-    state_key,
-    threshold_summary,
-    transform_build,
-    unchanged_release,
-    warm_imports,
-    work_done,
-)
+from flows.ingest import extract, state  # noqa: E402
+from flows.ingest.load import load_results  # noqa: E402
+from flows.ingest.sources import SOURCES  # noqa: E402
+from flows.ingest.threshold import ThresholdExceeded, threshold_summary  # noqa: E402
+from flows.release import releases  # noqa: E402
+from flows.release.audit import audit_build  # noqa: E402
+from flows.release.publish import Pinned, finish_interrupted_publish, publish_build, unchanged_release  # noqa: E402
+from flows.release.store import PublishRefused, current_release  # noqa: E402
+from flows.release.summary import quarantine_table, summary_markdown  # noqa: E402
+
+CACHE_DAYS = int(os.environ.get("POLITIKPI_CACHE_DAYS", 7))
+CACHE = {"persist_result": True, "cache_expiration": dt.timedelta(days=CACHE_DAYS)}
 
 __all__ = ["ThresholdExceeded", "refresh"]
+
+
+def _run_id() -> str:
+    return str(flow_run.get_id() or "local")
+
+
+def results_dir(settings: Settings) -> Path:
+    """Prefect's persisted task results live with the state, so every runner of this state (the
+    served deployment, an operator, several workers with their own PREFECT_HOME) sees one cache."""
+    return settings.state / "results"
+
+
+def work_done(workdir: Path, key: str) -> bool:
+    return (workdir / f"{key}.done").exists()
+
+
+def mark_work_done(workdir: Path, key: str) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / f"{key}.done").touch()
+
+
+def warm_imports() -> None:
+    """Import the audit's and the report's libraries on a background thread (Great Expectations
+    alone takes ~3 s) while extraction and the transform work in polars and DuckDB, which release
+    the GIL. Started only when a run has files to process: a run with nothing new never needs them."""
+    def run() -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        try:
+            import great_expectations  # noqa: F401
+
+            from flows.release.report import _plt
+
+            _plt()
+        except Exception:  # noqa: BLE001, S110 - the real import later reports any problem
+            pass
+
+    threading.Thread(target=run, name="politikpi-warm-imports", daemon=True).start()
+
+
+def cleanup(settings: Settings, release_id: str | None) -> None:
+    """After a successful run: staged work is loaded, older builds are superseded, old cache
+    entries (results persisted by Prefect) past POLITIKPI_CACHE_DAYS are deleted."""
+    shutil.rmtree(settings.state / "work", ignore_errors=True)
+    for item in (settings.warehouse / ".building").glob("*"):
+        if item.stem != release_id:
+            shutil.rmtree(item) if item.is_dir() else item.unlink(missing_ok=True)
+    cutoff = time.time() - CACHE_DAYS * 86400
+    for folder in (results_dir(settings), settings.state / "audits"):
+        if folder.exists():
+            for item in folder.iterdir():
+                if item.stat().st_mtime < cutoff:
+                    shutil.rmtree(item) if item.is_dir() else item.unlink(missing_ok=True)
+
+
+def notify_failure(flow, flow_run, state) -> None:
+    """Flow-level hook: a failed or crashed run is logged and appended to <state>/failures.jsonl."""
+    message = str(state.message or state.name)[:500]
+    get_logger("politikpi").error("refresh flow run %s %s: %s", flow_run.id, state.name, message)
+    folder = Path(flow_run.parameters.get("state_dir", "data/state"))
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "failures.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(), "flow_run_id": str(flow_run.id),
+                             "state": state.name, "message": message}) + "\n")
+
+
+def announce_rejected(rejected: list[dict]) -> None:
+    """One Prefect event per file rejected this run (`politikpi.file.rejected`): an automation can
+    match it and tell the data owner. Carries file names and reasons only, never content."""
+    for item in rejected:
+        emit_event(event="politikpi.file.rejected",
+                   resource={"prefect.resource.id": f"politikpi.file.{item['file']}",
+                             "prefect.resource.name": item["file"], "politikpi.source": item["source"]},
+                   payload={"reason": item["reason"]})
+
+
+def run_artifacts(outcome: dict, settings: Settings) -> None:
+    """Markdown summary and a table of quarantine reasons, published as Prefect artifacts."""
+    create_markdown_artifact(markdown=summary_markdown(outcome, settings), key="refresh-summary",
+                             description="politikpi refresh: headline KPIs, changes, rows, audit, release")
+    create_table_artifact(table=quarantine_table(settings), key="quarantine-reasons",
+                          description="Quarantined rows per source and rule (no personal data)")
 
 
 def task_key(context, parameters: dict) -> str:
@@ -99,7 +177,7 @@ def load_state(results: list[extract.FileResult], state_dir: Path, workdir: Path
                reset: list[str]) -> int:
     """Apply each file's outcome to the state database, one transaction per file (idempotent)."""
     with state.connect(state_dir) as con:
-        applied = extract.load_results(con, results, workdir, run_id, reset)
+        applied = load_results(con, results, workdir, run_id, reset)
     faults.hit("load")
     return applied
 
@@ -108,7 +186,7 @@ def load_state(results: list[extract.FileResult], state_dir: Path, workdir: Path
 def transform(settings: Settings, key: str, full: bool = False) -> dict:
     """Run the SQL models over the state into a new release file (not yet published): a copy of
     the current release patched where the changed files move it, or (full) every table anew."""
-    built = transform_build(settings, key, full)
+    built = transform_build(settings, key, full, run_id=_run_id())
     faults.hit("transform")
     return built
 
@@ -116,7 +194,7 @@ def transform(settings: Settings, key: str, full: bool = False) -> dict:
 @task(name="audit", cache_key_fn=task_key, **CACHE)
 def audit(settings: Settings, built: dict, key: str, accept_restatement: str | None = None) -> dict:
     """Great Expectations on the built release; a failure leaves the current release current."""
-    result = audit_build(settings, built, accept_restatement)
+    result = audit_build(settings, built, accept_restatement, run_id=_run_id())
     faults.hit("audit")
     return result
 
@@ -169,7 +247,8 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
         announce(results, logger)  # before the build: a failed audit must not hide a rejected file
         if pin := releases.pinned(settings.warehouse):
             cleanup(settings, None)
-            return _finish(settings, logger, "pinned", current_release(settings), summary, refused, results, pin)
+            current = current_release(settings.warehouse)
+            return _finish(settings, logger, "pinned", current, summary, refused, results, pin)
         if not full and (current := unchanged_release(settings)):  # e.g. only files already held came in
             finish_interrupted_publish(settings)
             cleanup(settings, current["release_id"])
@@ -196,7 +275,8 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
                 entry = publish(settings, built, audited)
         except Pinned:  # an operator rolled back while this run was building
             pin = releases.pinned(settings.warehouse)
-            return _finish(settings, logger, "pinned", current_release(settings), summary, refused, results, pin)
+            current = current_release(settings.warehouse)
+            return _finish(settings, logger, "pinned", current, summary, refused, results, pin)
         cleanup(settings, built["meta"]["release_id"])
     return _finish(settings, logger, "published", entry, summary, refused, results)
 
@@ -230,3 +310,4 @@ def _finish(settings: Settings, logger, status: str, release: dict | None, summa
         logger.warning("release %s is pinned (rollback at %s): new data staged, nothing published; "
                        "`politikpi unpin` to publish again", pin["release_id"], pin.get("at"))
     return outcome
+

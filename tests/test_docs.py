@@ -151,3 +151,46 @@ def test_every_relative_link_in_the_docs_resolves():
             elif anchor and path.suffix == ".md" and anchor not in anchors(path):
                 broken.append(f"{doc.relative_to(ROOT)}: {target} (no heading #{anchor})")
     assert not broken, f"broken links: {broken}"
+
+
+def layout_tree() -> list[str]:
+    """The file and folder names in the flows/ part of the README's layout tree, with their folders."""
+    block = re.search(r"^```\n(flows/\n.*?)^```", section(README.read_text(encoding="utf-8"), "Layout"), re.M | re.S)
+    assert block, "the README's layout section has no tree starting at flows/"
+    names, folder = [], ""
+    for line in block.group(1).splitlines():
+        if not line.startswith(" "):
+            if line.split() and line.split()[0] != "flows/":
+                break
+            continue
+        word = line.split()[0] if line.split() else ""
+        indent = len(line) - len(line.lstrip())
+        if re.fullmatch(r"[a-z_]+/|[a-z_]+\.py", word):
+            if indent == 2:
+                folder = word if word.endswith("/") else ""
+                names.append(word)
+            elif indent == 4 and folder:
+                names.append(folder + word)
+    return names
+
+
+def test_the_readme_layout_matches_the_flows_folder():
+    """Every module and package of flows/ is named in the README's layout, in its folder, and nothing else."""
+    flows = ROOT / "flows"
+    actual = {p.relative_to(flows).as_posix() for p in flows.rglob("*.py")
+              if p.name not in ("__init__.py", "__main__.py") and "__pycache__" not in p.parts}
+    actual |= {p.relative_to(flows).as_posix() + "/" for p in flows.iterdir()
+               if p.is_dir() and (p / "__init__.py").exists()}
+    listed = set(layout_tree())
+    assert len(listed) > 20, listed
+    assert listed == actual, {"not in the README": sorted(actual - listed), "no such module": sorted(listed - actual)}
+
+
+def test_only_the_flow_modules_import_prefect_and_schemas_import_no_pipeline():
+    flows = ROOT / "flows"
+    prefect = {p.relative_to(ROOT).as_posix() for p in flows.rglob("*.py")
+               if re.search(r"^\s*(from prefect[\s.]|import prefect)", p.read_text(encoding="utf-8"), re.M)}
+    assert prefect == {"flows/refresh.py", "flows/serve.py"}, prefect
+    schemas = [p.name for p in (ROOT / "schemas").glob("*.py")
+               if re.search(r"^\s*(from flows[\s.]|import flows)", p.read_text(encoding="utf-8"), re.M)]
+    assert schemas == [], schemas

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.publish import load_manifest
+from flows.release.store import load_manifest
 from tests.conftest import cli, copy_folders
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows import extract, patch, publish, sqlrunner, state, transform
-from flows.sources import SOURCES
+from flows.build import patch, runner, transform
+from flows.ingest import extract, state
+from flows.ingest.load import load_results
+from flows.ingest.sources import SOURCES
 from sample import SampleSpec, write_sample
 
 
@@ -20,7 +22,7 @@ def ingest(landing: Path, state_dir: Path, work: Path) -> None:
     for name in SOURCES:
         results += extract.process_files([f for f in todo if f.source == name], landing, state_dir, work, hashes)
     with state.connect(state_dir) as con:
-        extract.load_results(con, results, work, "test", [])
+        load_results(con, results, work, "test", [])
 
 
 def held(state_dir: Path) -> dict[str, str]:
@@ -30,7 +32,7 @@ def held(state_dir: Path) -> dict[str, str]:
 
 def build(state_dir: Path, path: Path, base: Path | None = None, changed: list[str] | None = None) -> list[str]:
     con, published = transform.build_release(state_dir, path, "v1.1.0", base=base, changed=changed)
-    publish.close_build(con)
+    transform.close_build(con)
     return published
 
 
@@ -128,9 +130,8 @@ def test_a_model_reading_a_partly_patched_input_is_refused(tmp_path):
     (sql / "staging" / "stg_x.sql").write_text("select k, file_identity from state.src")
     (sql / "marts" / "fct_x.sql").write_text("select k, file_identity, 2019 as year from stg_x")
     (sql / "marts" / "summary_x.sql").write_text("select count(*) as n from stg_x")
-    (sql / "docs.toml").write_text("")
-    (sql / "incremental.toml").write_text(
-        '[fct_x]\nunique_key = "k"\nsource = "src"\nsource_key = "k"\nyear = "year"\n')
+    (sql / "marts" / "fct_x.toml").write_text(
+        'description = "x"\n[incremental]\nunique_key = "k"\nsource = "src"\nsource_key = "k"\nyear = "year"\n')
     con = duckdb.connect()
     con.execute(f"attach '{tmp_path / 'state.duckdb'}' as state_db")
     con.execute("create table state_db.src as select 'a' as k, 'f1' as file_identity")
@@ -138,6 +139,6 @@ def test_a_model_reading_a_partly_patched_input_is_refused(tmp_path):
     con.execute("use release")
     con.execute("create table fct_x as select 'a' as k, 'f1' as file_identity, 2019 as year")
     con.execute("create table summary_x as select 1 as n")
-    with pytest.raises(sqlrunner.ModelError, match="summary_x.sql: reads stg_x"):
+    with pytest.raises(runner.ModelError, match="summary_x.sql: reads stg_x"):
         patch.patch(con, ["f1"], root=sql)
 

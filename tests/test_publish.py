@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.publish import load_manifest
+from flows.release.store import load_manifest
 from tests.conftest import cli, copy_folders
 
 pytestmark = pytest.mark.slow
@@ -163,7 +163,7 @@ def test_oldest_duckdb_command_line_opens_a_release(wh, tmp_path):
 
 
 def test_second_refresh_refuses_while_the_state_is_locked(wh):
-    from flows.state import state_lock
+    from flows.ingest.state import state_lock
 
     root, env = wh
     with state_lock(root / "state"):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows import readers
-from flows.sources import SOURCES
+from flows.ingest import readers
+from flows.ingest.sources import SOURCES
 from tests.conftest import write
 
 HEADER = ("journalnr;anmeldt_tid;gerningstid_fra;kommunekode;lovomraade;overtraedelse;sidst_aendret;fritekst;"

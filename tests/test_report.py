@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.report import count, minutes, write_report
+from flows.release.report import count, minutes, write_report
 
 pytestmark = pytest.mark.slow
 

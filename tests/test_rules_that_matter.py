@@ -3,7 +3,7 @@
 Everything runs through the real stack: landing files are written as the source systems deliver
 them and go through the real readers, Pandera models, state load and SQL models (no Prefect where
 the flow adds nothing to the rule under test, so these stay fast); publishing uses the real
-`flows.publish` with readers in their own processes, waiting on pipes and files, never on sleeps;
+`flows.release.publish` with readers in their own processes, waiting on pipes and files, never on sleeps;
 the deck and the hostile-landing tests run the real flow on the session's Prefect server.
 """
 
@@ -27,10 +27,14 @@ import duckdb
 import polars as pl
 import pytest
 
-from flows import extract, publish, state, transform
+from flows.build import transform
+from flows.build.versions import code_version
 from flows.config import Settings
-from flows.sources import SOURCES
-from flows.stages import ThresholdExceeded, threshold_summary
+from flows.ingest import extract, state
+from flows.ingest.load import load_results
+from flows.ingest.sources import SOURCES
+from flows.ingest.threshold import ThresholdExceeded, threshold_summary
+from flows.release import store
 
 REPORT_HEADER = ["journalnr", "anmeldt_tid", "gerningstid_fra", "kommunekode", "lovomraade", "overtraedelse",
                  "sidst_aendret", "fritekst", "anmelder_cpr"]
@@ -48,7 +52,7 @@ def ingest(landing: Path, state_dir: Path, check_threshold: bool = True) -> list
     if check_threshold:
         threshold_summary(results, Settings(landing, state_dir, state_dir.parent / "warehouse").resolved(), "test")
     with state.connect(state_dir) as con:
-        extract.load_results(con, results, workdir, "test", [])
+        load_results(con, results, workdir, "test", [])
     return results
 
 
@@ -286,12 +290,12 @@ def builds(tmp_path_factory) -> list[tuple[Path, dict]]:
         con, published = transform.build_release(root / "state", path, "v1.1.0")
         created = dt.datetime(2019, 12, 1, 2, 0, k, tzinfo=dt.UTC)
         meta = {"release_id": f"{created:%Y%m%dT%H%M%SZ}-{k + 1:012x}", "created_at": created,
-                "data_through": dt.date(2019, k + 1, 28), "code_version": publish.code_version(),
+                "data_through": dt.date(2019, k + 1, 28), "code_version": code_version(),
                 "flow_run_id": "test", "input_files": {}, "validation_summary": {"success": True},
                 "row_counts": {t: con.execute(f'select count(*) from "{t}"').fetchone()[0] for t in published},
                 "quarantine_summary": {}}
-        publish.write_release_table(con, meta)
-        publish.close_build(con)
+        transform.write_release_table(con, meta)
+        transform.close_build(con)
         out.append((path, {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in meta.items()}))
     return out
 
@@ -303,7 +307,7 @@ def publish_copy(build: tuple[Path, dict], warehouse: Path, scratch: Path) -> Pa
     scratch.mkdir(parents=True, exist_ok=True)
     copy = scratch / path.name
     shutil.copyfile(path, copy)
-    publish.publish(copy, warehouse, entry, keep=10)
+    store.add_release(copy, warehouse, entry, keep=10)
     return warehouse / "releases" / f"{entry['release_id']}.duckdb"
 
 
@@ -330,7 +334,7 @@ print(json.dumps({"held": held, "fresh": list(duckdb.connect(path, read_only=Tru
 
 def test_stable_path_is_the_release_file_itself_and_an_open_reader_keeps_the_old_release(tmp_path, builds):
     warehouse = tmp_path / "warehouse"
-    stable = warehouse / publish.STABLE
+    stable = warehouse / store.STABLE
     first = publish_copy(builds[0], warehouse, tmp_path / "b0")
     assert os.path.samefile(stable, first)  # the very file under releases/: renamed in, never copied
     reader = subprocess.Popen([sys.executable, "-c", HOLDING_READER, str(stable), FIGURES_SQL], text=True,
@@ -347,7 +351,7 @@ def test_stable_path_is_the_release_file_itself_and_an_open_reader_keeps_the_old
     old, new = figures(first), figures(second)
     assert old != new
     assert seen == {"held": old, "fresh": new}  # the open connection reads the whole old release; a new one the new
-    assert os.stat(first).st_mode & 0o777 == 0o444 and publish.load_manifest(warehouse)["current"] == new[0]
+    assert os.stat(first).st_mode & 0o777 == 0o444 and store.load_manifest(warehouse)["current"] == new[0]
 
 
 LOOPING_READER = r"""
@@ -376,7 +380,7 @@ def test_readers_looping_through_publishes_see_only_complete_published_releases(
     waits until every reader has seen the release before it (events on their pipes, no sleeps)."""
     warehouse, stop = tmp_path / "warehouse", tmp_path / "stop"
     publish_copy(builds[0], warehouse, tmp_path / "b0")
-    readers = [subprocess.Popen([sys.executable, "-c", LOOPING_READER, str(warehouse / publish.STABLE), str(stop)],
+    readers = [subprocess.Popen([sys.executable, "-c", LOOPING_READER, str(warehouse / store.STABLE), str(stop)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     lines: dict[int, list[dict]] = {i: [] for i in range(len(readers))}
     selector = selectors.DefaultSelector()
@@ -489,7 +493,7 @@ def test_the_2019_sample_through_the_real_pipeline_reproduces_the_deck(tmp_path,
     write_sample(tmp_path / "landing", SampleSpec(years=(2019,)))
     result = refresh(str(tmp_path / "landing"), str(tmp_path / "state"), str(tmp_path / "warehouse"))
     assert result["status"] == "published"
-    with duckdb.connect(str(tmp_path / "warehouse" / publish.STABLE), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "warehouse" / store.STABLE), read_only=True) as con:
         cur = con.execute("select * from kpi_year_summary where year = 2019")
         row = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
     assert {k: row[k] for k in DECK_2019_OVERVIEW} == DECK_2019_OVERVIEW
@@ -538,7 +542,7 @@ def test_hostile_landing_names_an_over_long_line_and_a_symlink_are_contained(tmp
     for path in [tmp_path / "state" / "state.duckdb", *(tmp_path / "state" / "archive").glob("*.parquet"),
                  *(tmp_path / "warehouse").rglob("*.duckdb")]:
         assert b"Hemmelig" not in path.read_bytes(), f"the over-long line's text reached {path}"
-    with duckdb.connect(str(tmp_path / "warehouse" / publish.STABLE), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "warehouse" / store.STABLE), read_only=True) as con:
         assert con.execute("select count(*) from fct_reports where journal_number like '4100-66666-%'").fetchone() \
             == (3,)
 
@@ -553,7 +557,7 @@ def test_a_broken_line_keeps_its_own_length_and_hash_however_long(tmp_path):
     path = tmp_path / "reports" / "r.csv"
     path.parent.mkdir()
     path.write_text(f"{header}\n{too_few}\n{too_long}\n", encoding="utf-8")
-    from flows import readers
+    from flows.ingest import readers
 
     broken = readers.read_file(path, SOURCES["reports"], tmp_path).broken
     assert broken.select("line", "length", "sha256").rows() == [
@@ -600,4 +604,4 @@ def test_hostile_cli_values_are_refused_for_their_own_reason(tmp_path, builds, a
         out.stderr
     assert list(cwd.iterdir()) == []  # no report written anywhere
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "work" not in p.parts) == before
-    assert figures(release)[0] == current and publish.load_manifest(warehouse)["current"] == current
+    assert figures(release)[0] == current and store.load_manifest(warehouse)["current"] == current

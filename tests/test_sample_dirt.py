@@ -53,9 +53,9 @@ def test_one_new_day_on_top_of_a_history_refreshes_under_the_threshold(prefect_s
 def test_the_full_year_keeps_every_kind_of_dirt(tmp_path):
     """The rules of every invalid row the generator knows appear in a whole year (proportional
     dirt never drops a kind there); read with the real readers and validation."""
-    from flows.readers import read_many
-    from flows.sources import SOURCES
-    from flows.validate import validate_rows
+    from flows.ingest.readers import read_many
+    from flows.ingest.sources import SOURCES
+    from flows.ingest.validate import validate_rows
     from sample import events as ev
 
     write_sample(tmp_path, SampleSpec(years=(2019,)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from flows.sources import SOURCES
-from flows.validate import validate_rows
+from flows.ingest.sources import SOURCES
+from flows.ingest.validate import validate_rows
 
 REPORT = {"line": 2, "journalnr": "4100-00000-00001-19", "anmeldt_tid": "01-02-2019 10:00:00",
           "gerningstid_fra": "01-02-2019 09:00:00", "kommunekode": "370", "lovomraade": "Straffelov",

@@ -126,6 +126,7 @@ def test_someone_elses_healthy_server_on_the_port_gets_no_deployment(tmp_path):
 
 def test_a_server_that_takes_the_port_while_ours_starts_does_not_count(tmp_path, monkeypatch):
     """The race behind the port check: our server is starting, another one answers /api/health."""
+    import flows.serve as serve
     import flows.server as server
 
     port = free_port()
@@ -136,7 +137,7 @@ def test_a_server_that_takes_the_port_while_ours_starts_does_not_count(tmp_path,
     with FakePrefect(port) as fake:
         started = time.monotonic()
         with pytest.raises(server.ServeError, match=f"another process answers on 127.0.0.1:{port}") as failure:
-            server.serve_nightly(tmp_path, tmp_path / "state", tmp_path / "warehouse", cron="0 2 * * *",
+            serve.serve_nightly(tmp_path, tmp_path / "state", tmp_path / "warehouse", cron="0 2 * * *",
                                  timezone="Europe/Copenhagen", port=port, start_server=True, say=said.append)
         took = time.monotonic() - started
     assert str(server.server_log(tmp_path / "state", port)) in str(failure.value) and "\n" not in str(failure.value)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import sqlrunner, state, transform
+from flows.build import runner, transform
+from flows.ingest import state
 
 
 def build(tmp_path: Path, reports=(), callouts=(), outreach=(), ambassadors=(), files=()):
@@ -54,7 +55,7 @@ def build_callouts(tmp_path, rows):
 
 
 def test_runner_orders_models_by_what_they_read():
-    names = [m.name for m in sqlrunner.order(sqlrunner.discover())]
+    names = [m.name for m in runner.order(runner.discover())]
     assert names.index("stg_cases__reports") < names.index("fct_reports") < names.index("kpi_reports")
     assert names.index("kpi_response_times") < names.index("kpi_response_time_spread")
 
@@ -63,20 +64,20 @@ def test_runner_refuses_cycles_and_duplicate_names(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.sql").write_text("select * from y")
     (tmp_path / "y.sql").write_text("select * from x")
-    with pytest.raises(sqlrunner.ModelError, match="cycle"):
-        sqlrunner.order(sqlrunner.discover(tmp_path))
+    with pytest.raises(runner.ModelError, match="cycle"):
+        runner.order(runner.discover(tmp_path))
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "y.sql").write_text("select 1")
-    with pytest.raises(sqlrunner.ModelError, match="duplicate model name 'y'"):
-        sqlrunner.discover(tmp_path)
+    with pytest.raises(runner.ModelError, match="duplicate model name 'y'"):
+        runner.discover(tmp_path)
 
 
 def test_runner_stops_with_the_file_path_on_error(tmp_path):
     import duckdb
 
     (tmp_path / "bad.sql").write_text("select no_such_column from (select 1 as a)")
-    with pytest.raises(sqlrunner.ModelError, match="bad.sql"):
-        sqlrunner.run(duckdb.connect(), sqlrunner.order(sqlrunner.discover(tmp_path)))
+    with pytest.raises(runner.ModelError, match="bad.sql"):
+        runner.run(duckdb.connect(), runner.order(runner.discover(tmp_path)))
 
 
 def test_report_month_is_local_time(tmp_path):

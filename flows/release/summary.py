@@ -7,9 +7,9 @@ from pathlib import Path
 
 import duckdb
 
-from flows import publish
 from flows.config import Settings
-from flows.state import db_path
+from flows.ingest.state import db_path
+from flows.release import store
 
 HEADLINE = [("reports", "Reports"), ("callouts", "Call-outs"), ("mean_response_min", "Mean response (min)"),
             ("safety_ambassadors", "Safety ambassadors"), ("mobile_station_outings", "Mobile station outings"),
@@ -32,9 +32,9 @@ def _headline(stable: Path) -> list[str]:
 
 
 def _changes(settings: Settings, release_id: str) -> list[str]:
-    from flows.releases import diff
+    from flows.release.releases import diff
 
-    ids = [r["release_id"] for r in publish.load_manifest(settings.warehouse)["releases"]]
+    ids = [r["release_id"] for r in store.load_manifest(settings.warehouse)["releases"]]
     if release_id not in ids or ids.index(release_id) == 0:
         return ["First release: nothing to compare with."]
     previous = ids[ids.index(release_id) - 1]
@@ -65,7 +65,7 @@ def summary_markdown(outcome: dict, settings: Settings) -> str:
     lines = [f"# politikpi refresh: release `{release['release_id']}`", "",
              f"Data through **{release.get('data_through')}**; code `{release.get('code_version')}`.", "",
              f"KPI report: [{release.get('report')}](file://{release.get('report')})", "",
-             "## Headline", *_headline(settings.warehouse / publish.STABLE), "",
+             "## Headline", *_headline(settings.warehouse / store.STABLE), "",
              "## What changed since the last release", *_changes(settings, release["release_id"]), "",
              *_rows_and_rejected(outcome)]
     lines += ["", "## Audit (Great Expectations)",

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
 from flows.config import duckdb_memory
 
@@ -98,62 +97,3 @@ def connect(state: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 
 def archive_path(state: Path, sha256: str, part: str = "rows") -> Path:
     return state / "archive" / f"{sha256}.{part}.parquet"
-
-
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    frame.write_parquet(tmp)
-    os.replace(tmp, path)
-
-
-FILES_SCHEMA = {
-    "identity": pl.String, "source": pl.String, "landing_path": pl.String, "sha256": pl.String,
-    "size_bytes": pl.Int64, "mtime_ns": pl.Int64, "encoding": pl.String, "status": pl.String, "reason": pl.String,
-    "rows_read": pl.Int64, "rows_staged": pl.Int64, "rows_quarantined": pl.Int64, "run_id": pl.String,
-}
-
-
-def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dict[str, pl.DataFrame],
-                quarantined: pl.DataFrame | None, run_id: str) -> None:
-    """In one transaction: withdraw what these files' earlier versions contributed, then add these
-    versions (staged rows per source and quarantined rows carry their `file_identity`)."""
-    files = pl.DataFrame(entries, schema=FILES_SCHEMA)
-    con.execute("begin transaction")
-    try:
-        con.register("incoming_files", files)
-        for table in ("staged_reports", "staged_dispatches", "staged_outreach", "staged_ambassadors", "quarantine"):
-            con.execute(f"delete from {table} where file_identity in (select identity from incoming_files)")
-        con.execute("delete from files where identity in (select identity from incoming_files)")
-        for source, frame in staged.items():
-            con.register("incoming_staged", frame)
-            con.execute(f"insert into staged_{source} by name select * from incoming_staged")
-            con.unregister("incoming_staged")
-        if quarantined is not None and len(quarantined):
-            con.register("incoming_quarantine", quarantined)
-            con.execute("insert into quarantine by name select ? as run_id, * from incoming_quarantine", [run_id])
-            con.unregister("incoming_quarantine")
-        con.execute("insert into files by name select *, now() as ingested_at from incoming_files")
-        con.execute("""insert into rejections select identity, source, landing_path, sha256, reason, run_id, now()
-                       from incoming_files where status = 'rejected'""")
-        con.unregister("incoming_files")
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-
-
-CORRECTION_SQL = """
-update quarantine set kind = case when exists (
-        select 1 from {table} as s where s.{key} = quarantine.record_key) then 'correction' else 'row' end
-where source = '{source}' and kind in ('row', 'correction')
-"""
-
-
-def mark_corrections(con: duckdb.DuckDBPyConnection) -> None:
-    """A quarantined row whose key has a valid version is an invalid correction (that version stays
-    in force); recomputed after every load, since files arrive in any order."""
-    for source, table, key in (("reports", "staged_reports", "journalnr"),
-                               ("dispatches", "staged_dispatches", "haendelse_id")):
-        con.execute(CORRECTION_SQL.format(table=table, key=key, source=source))
-

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from flows.state import db_path
+from flows.ingest.state import db_path
 
 COLUMNS = ["status", "source", "file", "line", "kind", "rules", "raw_values", "length", "sha256"]
 PENDING = "pending.json"  # written by the failure threshold in <state>/work

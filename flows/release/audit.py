@@ -7,22 +7,21 @@ pandas DataFrames. Each frame is one checkpoint whose results also build the rel
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from flows.audit_queries import (
-    CHANGE_SQL,
-    COVERAGE_SQL,
-    KEYS,
-    MISSING_DAYS_SQL,
-    RECONCILIATION_SQL,
-    RELEASE_FACTS_SQL,
-)
-from schemas import dispatches, reports
+from flows.build.models import load as load_metadata
+from flows.build.runner import audit_sql
+from flows.build.transform import quote_path
+from flows.config import Settings
+from flows.release import store
 
 
 @dataclass
@@ -76,37 +75,30 @@ def _frames(con: duckdb.DuckDBPyConnection, has_current: bool, hard_share: float
 
     E = gx.expectations
     frames = []
-    for table, keys in KEYS.items():
-        exps = [E.ExpectColumnValuesToNotBeNull(column=k) for k in keys if not k.startswith("?")]
-        keys = [k.lstrip("?") for k in keys]
+    for table, meta in load_metadata().items():
+        if not meta.keys:
+            continue
+        exps = [E.ExpectColumnValuesToNotBeNull(column=k) for k in meta.keys if k not in meta.rollup_keys]
+        keys = list(meta.keys)
         exps.append(E.ExpectCompoundColumnsToBeUnique(column_list=keys) if len(keys) > 1
                     else E.ExpectColumnValuesToBeUnique(column=keys[0]))
+        for rule in meta.expect:
+            if "min" in rule or "max" in rule:
+                exps.append(E.ExpectColumnValuesToBeBetween(column=rule["column"], min_value=rule.get("min"),
+                                                            max_value=rule.get("max")))
+            else:
+                exps.append(E.ExpectColumnValuesToBeInSet(column=rule["column"], value_set=meta.allowed_values(rule)))
         frames.append([table, con.sql(f"select * from {table}").df(), exps, True])
-    extra = {
-        "kpi_reports": [E.ExpectColumnValuesToBeBetween(column="reports", min_value=0),
-                        E.ExpectColumnValuesToBeInSet(column="law_area", value_set=reports.LAW_AREAS)],
-        "kpi_callouts": [E.ExpectColumnValuesToBeBetween(column="callouts", min_value=0),
-                         E.ExpectColumnValuesToBeInSet(column="priority", value_set=dispatches.PRIORITIES)],
-        "kpi_outreach": [E.ExpectColumnValuesToBeBetween(column="activities", min_value=0)],
-        "kpi_safety_ambassadors": [E.ExpectColumnValuesToBeBetween(column="ambassadors", min_value=0)],
-        "kpi_response_times": [
-            *[E.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=24 * 60)
-              for c in ("mean_min", "median_min", "p90_min", "max_min")],
-            E.ExpectColumnValuesToBeBetween(column="responses", min_value=1),
-            E.ExpectColumnValuesToBeInSet(column="period_grain", value_set=["month", "quarter", "year"])],
-    }
-    for frame in frames:
-        frame[2] += extra.get(frame[0], [])
-    frames.append(["reconciliation", con.sql(RECONCILIATION_SQL).df(),
+    frames.append(["reconciliation", con.sql(audit_sql("reconciliation")).df(),
                    [E.ExpectColumnPairValuesToBeEqual(column_A="expected", column_B="actual")], True])
-    frames.append(["coverage", con.sql(COVERAGE_SQL).df(),
+    frames.append(["coverage", con.sql(audit_sql("coverage")).df(),
                    [E.ExpectColumnValuesToBeBetween(column="missing_months", min_value=0, max_value=0)], True])
-    frames.append(["release_facts", con.sql(RELEASE_FACTS_SQL).df(),
+    frames.append(["release_facts", con.sql(audit_sql("release_facts")).df(),
                    [E.ExpectColumnValuesToNotBeNull(column="data_through")], True])
-    frames.append(["days_without_data", con.sql(MISSING_DAYS_SQL).df(),
+    frames.append(["days_without_data", con.sql(audit_sql("missing_days")).df(),
                    [E.ExpectTableRowCountToEqual(value=0)], False])
     if has_current:
-        change = con.sql(CHANGE_SQL).df()
+        change = con.sql(audit_sql("change")).df()
         frames.append(["change_vs_current", change,
                        [E.ExpectColumnValuesToBeBetween(column="change_share", max_value=hard_share)], True])
         frames.append(["change_vs_current_flag", change,
@@ -175,3 +167,43 @@ def audit(con: duckdb.DuckDBPyConnection, docs_dir: Path | None = None, has_curr
     if docs_dir:  # once, for every checkpoint run above (an action per checkpoint rebuilds the site each time)
         context.build_data_docs(site_names=["release"])
     return result
+
+
+def audit_build(settings: Settings, built: dict, accept_restatement: str | None = None, run_id: str = "local") -> dict:
+    """The audit stage: audit the build; record the outcome in its `_release` row unless it is
+    already published. An accepted restatement (the operator's reason) is logged in
+    <state>/restatements.jsonl. A failure keeps the Data Docs under <state>/audits/."""
+    path, docs = Path(built["path"]), Path(built["docs"])
+    already_published = path.stat().st_nlink > 1  # hard-linked under releases/: immutable now
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach {quote_path(path)} as release {'(read_only)' if already_published else ''}")
+        con.execute("use release")
+        con.execute(f"attach {quote_path(settings.state / 'state.duckdb')} as state (read_only)")
+        stable = settings.warehouse / store.STABLE
+        has_current = stable.exists() and not os.path.samefile(stable, path)
+        if has_current:
+            con.execute(f"attach {quote_path(stable)} as current (read_only)")
+        shutil.rmtree(docs, ignore_errors=True)
+        rejected = dict(con.execute(audit_sql("rejected_inputs")).fetchall()) if has_current else {}
+        result = audit(con, docs, has_current, settings.change_hard_share, settings.change_share,
+                       rejected=rejected, accept_restatement=accept_restatement)
+        summary = result.summary()
+        accepted = [c for c in result.checks if c.get("accepted")]
+        if accepted:
+            summary["restatement"] = {"reason": accept_restatement, "changes": accepted[0]["restated"]}
+            with open(settings.state / "restatements.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                                     "release_id": built["meta"]["release_id"], "flow_run_id": run_id,
+                                     **summary["restatement"]}, ensure_ascii=False) + "\n")
+        if not result.success:
+            kept = settings.state / "audits" / path.stem
+            shutil.copytree(docs, kept, dirs_exist_ok=True)
+            result.docs = str(kept / "index.html")
+            raise AuditFailed(result)
+        if not already_published:
+            con.execute("update _release set validation_summary = ?", [json.dumps(summary, default=str)])
+            con.execute("checkpoint release")
+    finally:
+        con.close()
+    return summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandera.errors
 import polars as pl
 
-from flows.sources import Source
+from flows.ingest.sources import Source
 from schemas.common import rule_names, with_parsed
 
 QUARANTINE_SCHEMA = {

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import polars as pl
 
-from flows import readers, state
-from flows.sources import SOURCES
-from flows.validate import broken_to_quarantine, validate_rows
+from flows.atomic import write_parquet_atomic
+from flows.ingest import readers, state
+from flows.ingest.sources import SOURCES
+from flows.ingest.validate import broken_to_quarantine, validate_rows
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,9 @@ def _read_groups(files: list[LandingFile]):
 
 def _archive(state_dir: Path, sha256: str, parsed: readers.Parsed) -> None:
     """The file's raw rows minus personal data, and its broken lines (line, reason, length, hash)."""
-    state.write_parquet_atomic(parsed.rows, state.archive_path(state_dir, sha256, "rows"))
+    write_parquet_atomic(parsed.rows, state.archive_path(state_dir, sha256, "rows"))
     if len(parsed.broken):
-        state.write_parquet_atomic(parsed.broken, state.archive_path(state_dir, sha256, "broken"))
+        write_parquet_atomic(parsed.broken, state.archive_path(state_dir, sha256, "broken"))
 
 
 def _archived_broken(state_dir: Path, sha256: str) -> pl.DataFrame:
@@ -186,7 +187,7 @@ def validate_batch(batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]], wo
         mine_q = pl.concat([quarantined_by.get((i,), quarantined.clear().drop("_file")),
                             broken_to_quarantine(broken)]).sort("line")
         for frame, part in ((mine_staged, "staged"), (mine_q, "quarantine")):
-            writes.append(pool.submit(state.write_parquet_atomic, frame, workdir / f"{base['sha256']}.{part}.parquet"))
+            writes.append(pool.submit(write_parquet_atomic, frame, workdir / f"{base['sha256']}.{part}.parquet"))
         results.append(FileResult(**base, encoding=encoding, status="ingested", reason=None,
                                   rows_read=len(rows) + len(broken), rows_staged=len(mine_staged),
                                   rows_quarantined=len(mine_q)))
@@ -228,43 +229,3 @@ def archived_entries(state_dir: Path, pattern: str | None) -> dict[str, list[dic
             out.setdefault(entry["source"], []).append(
                 {k: v for k, v in entry.items() if k not in ("ingested_at",)})
     return out
-
-
-LOAD_BATCH_ROWS = 1_000_000  # rows applied per state transaction (several files at once)
-
-
-def load_results(con, results: list[FileResult], workdir: Path, run_id: str, reset: list[str]) -> int:
-    """Apply outcomes in order, skipping files the state already holds in this version (a resumed
-    run); files being rebuilt (reset) are always re-applied. Several files share a transaction
-    (each is wholly in or wholly out either way). Returns how many were applied."""
-    held = {r[0]: r[1] for r in con.execute("select identity, sha256 from files").fetchall()}
-    todo = [r for r in results if r.identity in reset or held.get(r.identity) != r.sha256]
-    batch: list[FileResult] = []
-    for result in todo:
-        batch.append(result)
-        if sum(r.rows_read for r in batch) >= LOAD_BATCH_ROWS:
-            _load_batch(con, batch, run_id, workdir)
-            batch = []
-    if batch:
-        _load_batch(con, batch, run_id, workdir)
-    if todo:
-        state.mark_corrections(con)
-    return len(todo)
-
-
-def _load_batch(con, batch: list[FileResult], run_id: str, workdir: Path) -> None:
-    staged: dict[str, list[pl.DataFrame]] = {}
-    quarantined = []
-    for result in batch:
-        if result.status != "ingested":
-            continue
-        ident = pl.lit(result.identity)
-        frame = pl.read_parquet(workdir / f"{result.sha256}.staged.parquet")
-        if len(frame):
-            staged.setdefault(result.source, []).append(frame.with_columns(file_identity=ident))
-        frame = pl.read_parquet(workdir / f"{result.sha256}.quarantine.parquet")
-        if len(frame):
-            quarantined.append(frame.with_columns(source=pl.lit(result.source), file_identity=ident))
-    state.apply_files(con, [r.entry(run_id) for r in batch],
-                      {source: pl.concat(frames) for source, frames in staged.items()},
-                      pl.concat(quarantined) if quarantined else None, run_id)

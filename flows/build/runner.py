@@ -3,13 +3,12 @@
 Plain Python, no Prefect. One SELECT per file; the file stem is the table name, unique across
 sql/. staging/ and intermediate/ (`int_`) models become temporary tables (build-only); the rest
 are published tables. The runner stops at the first error and names the file. A nightly build
-that patches the previous release instead runs the same models through flows/patch.py.
+that patches the previous release instead runs the same models through flows/build/patch.py.
 """
 
 from __future__ import annotations
 
 import graphlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,9 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+from flows.build.models import SQL_DIR
+from flows.build.models import load as load_metadata
+
 NOT_MODELS = ("audit",)  # folders of sql/ whose queries read a release and build nothing
 
 
@@ -86,16 +87,16 @@ def run(con: duckdb.DuckDBPyConnection, models: list[Model], progress=None) -> N
             progress(model)
 
 
-def load_docs(root: Path = SQL_DIR) -> dict:
-    with open(root / "docs.toml", "rb") as fh:
-        return tomllib.load(fh)
+def audit_sql(name: str, root: Path = SQL_DIR) -> str:
+    """A query from sql/audit/ (outside model discovery: it reads a release or the state, builds nothing)."""
+    return (root / "audit" / f"{name}.sql").read_text(encoding="utf-8")
 
 
-def apply_comments(con: duckdb.DuckDBPyConnection, docs: dict) -> None:
+def apply_comments(con: duckdb.DuckDBPyConnection, metas: dict) -> None:
     """COMMENT ON every documented table and column (values bound as literals safely)."""
-    for table, doc in docs.items():
-        con.execute(f'comment on table "{table}" is {sql_literal(doc["description"])}')
-        for column, text in doc.get("columns", {}).items():
+    for table, meta in metas.items():
+        con.execute(f'comment on table "{table}" is {sql_literal(meta.description)}')
+        for column, text in meta.columns.items():
             con.execute(f'comment on column "{table}"."{column}" is {sql_literal(text)}')
 
 
@@ -114,5 +115,5 @@ def build(con: duckdb.DuckDBPyConnection, root: Path = SQL_DIR, progress=None) -
 def finish(con: duckdb.DuckDBPyConnection, models: dict[str, Model], root: Path) -> list[str]:
     """Comment the published tables; returns their names."""
     published = [m.name for m in models.values() if not m.temporary]
-    apply_comments(con, {k: v for k, v in load_docs(root).items() if k in published})
+    apply_comments(con, {k: v for k, v in load_metadata(root).items() if k in published})
     return sorted(published)

@@ -1,88 +1,21 @@
-"""Publish: finish the release file, move it under releases/, update the manifest, swap the
-stable path atomically. Readers holding the old file keep it; new readers get the new one."""
+"""The release store: release files under releases/, their sidecars, the manifest and the stable
+path, each changed atomically. Readers holding the old file keep it; new readers get the new one.
+No Prefect; the publish stage (flows/release/publish.py) and the operator commands
+(flows/release/releases.py) both work through it."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
 import re
 import shutil
 from pathlib import Path
 
-import duckdb
-
-from flows.readers import file_sha256
-from flows.sqlrunner import sql_literal
+from flows.atomic import write_json_atomic
+from flows.ingest.readers import file_sha256
 
 STABLE = "politikpi.duckdb"
 RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
-CODE_DIRS = ("flows", "schemas", "sql")
-# Modules that compute no number of a release (command line, server wrapper, run artifacts, fault
-# injection; the sample generator lives outside CODE_DIRS): editing them must not turn off patched
-# releases or empty caches.
-NOT_CODE = {"flows/__main__.py", "flows/cli.py", "flows/server.py", "flows/artifacts.py", "flows/faults.py"}
-REPO = Path(__file__).resolve().parent.parent
-
-
-@functools.cache
-def code_version() -> str:
-    """Package version plus a hash of the code and SQL that computed the numbers."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    digest = hashlib.sha256()
-    for folder in CODE_DIRS:
-        for path in sorted((REPO / folder).rglob("*")):
-            if path.suffix in (".py", ".sql", ".toml") and "__pycache__" not in path.parts \
-                    and path.relative_to(REPO).as_posix() not in NOT_CODE:
-                digest.update(path.relative_to(REPO).as_posix().encode())
-                digest.update(path.read_bytes())
-    try:
-        base = version("politikpi")
-    except PackageNotFoundError:
-        base = "0+unknown"
-    return f"{base}+{digest.hexdigest()[:12]}"
-
-
-def write_release_table(con: duckdb.DuckDBPyConnection, meta: dict) -> None:
-    """The `_release` row: what this release is, what it was built from, how it was checked."""
-    con.execute("""
-        create or replace table _release (
-            release_id varchar, created_at timestamptz, data_through date, code_version varchar,
-            flow_run_id varchar, input_files varchar, row_counts varchar,
-            validation_summary varchar, quarantine_summary varchar)
-    """)
-    con.execute("insert into _release values (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-        meta["release_id"], meta["created_at"], meta["data_through"], meta["code_version"],
-        meta["flow_run_id"], json.dumps(meta["input_files"]), json.dumps(meta["row_counts"]),
-        json.dumps(meta["validation_summary"]), json.dumps(meta["quarantine_summary"]),
-    ])
-    con.execute("comment on table _release is 'One row: this release''s id, time, data_through "
-                "(last day with data from every source), code version, flow run, input files with "
-                "hashes (JSON), row counts (JSON), audit summary (JSON) and quarantine summary (JSON).'")
-    for column, text in {
-        "release_id": "Release id: UTC time and a hash of inputs and code.",
-        "created_at": "When the release was built.",
-        "data_through": "Last day with data from every event source (reports, call-outs, outreach).",
-        "code_version": "Package version + hash of flows/, schemas/ and sql/.",
-        "flow_run_id": "Prefect flow run that built the release.",
-        "input_files": "JSON object: file identity -> sha256 of every ingested input file.",
-        "row_counts": "JSON object: table -> rows.",
-        "validation_summary": "JSON: the Great Expectations audit (checks run, failed).",
-        "quarantine_summary": "JSON: rows read, staged and quarantined per source; rejected files.",
-    }.items():
-        con.execute(f"comment on column _release.{column} is {sql_literal(text)}")
-
-
-def close_build(con: duckdb.DuckDBPyConnection) -> None:
-    """CHECKPOINT and detach, so the file is complete with no WAL beside it."""
-    con.execute("checkpoint release")
-    con.execute("use memory")
-    con.execute("detach release")
-    con.close()
-
-
 class ManifestError(RuntimeError):
     """manifest.json cannot be read; `politikpi repair` rebuilds it from the release files."""
 
@@ -105,13 +38,10 @@ def load_manifest(warehouse: Path) -> dict:
     return manifest
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def current_release(warehouse: Path) -> dict | None:
+    """The manifest entry of the current release, if there is one."""
+    manifest = load_manifest(warehouse)
+    return next((r for r in manifest["releases"] if r["release_id"] == manifest["current"]), None)
 
 
 def point_stable_at(warehouse: Path, release_file: Path) -> None:
@@ -141,11 +71,11 @@ def write_sidecar(warehouse: Path, entry: dict) -> None:
     path = sidecar_path(warehouse, entry["release_id"])
     if path.exists():
         return
-    _write_atomic(path, json.dumps(entry, indent=2, ensure_ascii=False, default=str))
+    write_json_atomic(path, entry)
     os.chmod(path, 0o444)
 
 
-def publish(build_file: Path, warehouse: Path, entry: dict, keep: int, sha256: str | None = None) -> dict:
+def add_release(build_file: Path, warehouse: Path, entry: dict, keep: int, sha256: str | None = None) -> dict:
     """Move the built file into releases/ (read-only), record it as current, swap the stable path.
 
     Order matters for crashes: (1) the file lands under releases/ (an orphan until listed),
@@ -183,13 +113,7 @@ def publish(build_file: Path, warehouse: Path, entry: dict, keep: int, sha256: s
 
 
 def write_manifest(warehouse: Path, manifest: dict) -> None:
-    _write_atomic(warehouse / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Any small JSON record, written atomically (a reader never sees half of it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    write_json_atomic(warehouse / "manifest.json", manifest)
 
 
 def prune(warehouse: Path, keep: int) -> list[str]:

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from flows.sources import Source
+from flows.ingest.sources import Source
 
 CHUNK = 8 << 20
 _local = threading.local()

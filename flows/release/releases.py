@@ -9,23 +9,20 @@ from pathlib import Path
 
 import duckdb
 
-from flows.audit_queries import KEYS
-from flows.publish import (
+from flows.build.models import table_keys
+from flows.build.runner import sql_literal
+from flows.ingest.readers import file_sha256
+from flows.ingest.state import state_lock
+from flows.release.store import (
     RELEASE_ID,
     STABLE,
     ManifestError,
-    file_sha256,
     load_manifest,
     point_stable_at,
     sidecar_path,
     write_manifest,
     write_sidecar,
 )
-from flows.sqlrunner import sql_literal
-from flows.state import state_lock
-
-# Key columns of every comparable table (value columns are the rest): the audit's keys.
-TABLE_KEYS = {table: [k.lstrip("?") for k in keys] for table, keys in KEYS.items()}
 
 
 class ReleaseError(RuntimeError):
@@ -289,7 +286,7 @@ def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
            "municipalities": {str(code): name for code, name in con.execute(
                "select municipality_code, municipality from b.dim_municipality").fetchall()},
            "tables": {}}
-    for table, keys in TABLE_KEYS.items():
+    for table, keys in table_keys().items():
         cols = [r[0] for r in con.execute(f"select column_name from duckdb_columns() where database_name = 'b' "
                                           f"and table_name = '{table}' order by column_index").fetchall()]
         values = [c for c in cols if c not in keys]

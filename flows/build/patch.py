@@ -1,21 +1,21 @@
 """Patch a copy of the previous release up to the current state: only what the changed input
-files can move is recomputed (sql/incremental.toml says which models and how), with the very
-same model SQL as a full build (flows/sqlrunner.py). Plain Python, no Prefect."""
+files can move is recomputed (the `[incremental]` rule in a model's .toml says which models and how), with the very
+same model SQL as a full build (flows/build/runner.py). Plain Python, no Prefect."""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from flows.sqlrunner import SQL_DIR, ModelError, discover, finish, order
+from flows.build.models import load as load_metadata
+from flows.build.runner import SQL_DIR, ModelError, discover, finish, order
 
 
 @dataclass(frozen=True)
 class Patch:
-    """A published model a nightly build patches instead of rebuilding (sql/incremental.toml)."""
+    """A published model a nightly build patches instead of rebuilding (its `[incremental]` rule)."""
 
     name: str
     unique_key: str | None = None  # a fact: rows depend only on the staged versions of their key
@@ -27,16 +27,12 @@ class Patch:
 
 
 def load_patches(root: Path = SQL_DIR) -> dict[str, Patch]:
-    path = root / "incremental.toml"
-    if not path.exists():
-        return {}
-    with open(path, "rb") as fh:
-        config = tomllib.load(fh)
+    """The models whose .toml has an `[incremental]` rule."""
     try:
-        return {name: Patch(name, **{k: tuple(v) if k == "facts" else v for k, v in spec.items()})
-                for name, spec in config.items()}
+        return {name: Patch(name, **{k: tuple(v) if k == "facts" else v for k, v in m.incremental.items()})
+                for name, m in load_metadata(root).items() if m.incremental}
     except TypeError as err:
-        raise ModelError(f"{path}: {err}") from None
+        raise ModelError(f"{root}: [incremental]: {err}") from None
 
 
 def _ident(name: str) -> str:
@@ -56,7 +52,7 @@ def patch(con: duckdb.DuckDBPyConnection, changed: list[str], root: Path = SQL_D
     facts = {n: p for n, p in patches.items() if p.unique_key}
     unknown = set(patches) - {m.name for m in models.values() if not m.temporary}
     if unknown:
-        raise ModelError(f"{root / 'incremental.toml'}: not a published model: {', '.join(sorted(unknown))}")
+        raise ModelError(f"{root}: [incremental] on a model that is not published: {', '.join(sorted(unknown))}")
     con.execute("create or replace temp table _changed_files as select unnest(?::varchar[]) as identity", [changed])
     filters = {}
     for name, p in facts.items():
@@ -85,7 +81,7 @@ def patch(con: duckdb.DuckDBPyConnection, changed: list[str], root: Path = SQL_D
                 years[model.name] = _patch_fact(con, p, body, target)
             elif model.reads & partial and model.name not in partial:
                 raise ModelError(f"{model.path}: reads {', '.join(sorted(model.reads & partial))}, which a "
-                                 "patch holds only in part; only a fact in sql/incremental.toml may")
+                                 "patch holds only in part; only a fact (`[incremental]` unique_key) may")
             elif p is not None and p.partition:
                 changed_years = sorted(set().union(*(years.get(f, set()) for f in p.facts)))
                 if changed_years:

@@ -1,0 +1,32 @@
+"""Files written atomically: a temporary file beside the target, renamed over it, so a reader (or a
+resumed run) sees the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Any small JSON record (a manifest, a sidecar, a parked run's file list)."""
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,103 @@
+"""The load stage: each file's validated outcome into the state database, one transaction per
+batch of files (a file is wholly in or wholly out), its earlier version withdrawn first; then
+invalid corrections are marked. Idempotent: a resumed run skips what the state already holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from flows.ingest.extract import FileResult
+
+LOAD_BATCH_ROWS = 1_000_000  # rows applied per state transaction (several files at once)
+
+
+def load_results(con, results: list[FileResult], workdir: Path, run_id: str, reset: list[str]) -> int:
+    """Apply outcomes in order, skipping files the state already holds in this version (a resumed
+    run); files being rebuilt (reset) are always re-applied. Several files share a transaction
+    (each is wholly in or wholly out either way). Returns how many were applied."""
+    held = {r[0]: r[1] for r in con.execute("select identity, sha256 from files").fetchall()}
+    todo = [r for r in results if r.identity in reset or held.get(r.identity) != r.sha256]
+    batch: list[FileResult] = []
+    for result in todo:
+        batch.append(result)
+        if sum(r.rows_read for r in batch) >= LOAD_BATCH_ROWS:
+            _load_batch(con, batch, run_id, workdir)
+            batch = []
+    if batch:
+        _load_batch(con, batch, run_id, workdir)
+    if todo:
+        mark_corrections(con)
+    return len(todo)
+
+
+def _load_batch(con, batch: list[FileResult], run_id: str, workdir: Path) -> None:
+    staged: dict[str, list[pl.DataFrame]] = {}
+    quarantined = []
+    for result in batch:
+        if result.status != "ingested":
+            continue
+        ident = pl.lit(result.identity)
+        frame = pl.read_parquet(workdir / f"{result.sha256}.staged.parquet")
+        if len(frame):
+            staged.setdefault(result.source, []).append(frame.with_columns(file_identity=ident))
+        frame = pl.read_parquet(workdir / f"{result.sha256}.quarantine.parquet")
+        if len(frame):
+            quarantined.append(frame.with_columns(source=pl.lit(result.source), file_identity=ident))
+    apply_files(con, [r.entry(run_id) for r in batch],
+                      {source: pl.concat(frames) for source, frames in staged.items()},
+                      pl.concat(quarantined) if quarantined else None, run_id)
+
+
+FILES_SCHEMA = {
+    "identity": pl.String, "source": pl.String, "landing_path": pl.String, "sha256": pl.String,
+    "size_bytes": pl.Int64, "mtime_ns": pl.Int64, "encoding": pl.String, "status": pl.String, "reason": pl.String,
+    "rows_read": pl.Int64, "rows_staged": pl.Int64, "rows_quarantined": pl.Int64, "run_id": pl.String,
+}
+
+
+def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dict[str, pl.DataFrame],
+                quarantined: pl.DataFrame | None, run_id: str) -> None:
+    """In one transaction: withdraw what these files' earlier versions contributed, then add these
+    versions (staged rows per source and quarantined rows carry their `file_identity`)."""
+    files = pl.DataFrame(entries, schema=FILES_SCHEMA)
+    con.execute("begin transaction")
+    try:
+        con.register("incoming_files", files)
+        for table in ("staged_reports", "staged_dispatches", "staged_outreach", "staged_ambassadors", "quarantine"):
+            con.execute(f"delete from {table} where file_identity in (select identity from incoming_files)")
+        con.execute("delete from files where identity in (select identity from incoming_files)")
+        for source, frame in staged.items():
+            con.register("incoming_staged", frame)
+            con.execute(f"insert into staged_{source} by name select * from incoming_staged")
+            con.unregister("incoming_staged")
+        if quarantined is not None and len(quarantined):
+            con.register("incoming_quarantine", quarantined)
+            con.execute("insert into quarantine by name select ? as run_id, * from incoming_quarantine", [run_id])
+            con.unregister("incoming_quarantine")
+        con.execute("insert into files by name select *, now() as ingested_at from incoming_files")
+        con.execute("""insert into rejections select identity, source, landing_path, sha256, reason, run_id, now()
+                       from incoming_files where status = 'rejected'""")
+        con.unregister("incoming_files")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+CORRECTION_SQL = """
+update quarantine set kind = case when exists (
+        select 1 from {table} as s where s.{key} = quarantine.record_key) then 'correction' else 'row' end
+where source = '{source}' and kind in ('row', 'correction')
+"""
+
+
+def mark_corrections(con: duckdb.DuckDBPyConnection) -> None:
+    """A quarantined row whose key has a valid version is an invalid correction (that version stays
+    in force); recomputed after every load, since files arrive in any order."""
+    for source, table, key in (("reports", "staged_reports", "journalnr"),
+                               ("dispatches", "staged_dispatches", "haendelse_id")):
+        con.execute(CORRECTION_SQL.format(table=table, key=key, source=source))
+
