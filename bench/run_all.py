@@ -103,6 +103,7 @@ def baseline_here(landing: Path, runs: int) -> list[float]:
                     "'ingested' as status, null::varchar as sha256, null::varchar as reason, 0 as rows_read, "
                     "0 as rows_staged, 0 as rows_quarantined from state.staged_ambassadors")
         transform.load_reference(con)
+        transform.attach_previous(con)
         runner.build(con)
         con.close()
         times.append(time.perf_counter() - started)

@@ -19,7 +19,7 @@ from sqlglot import exp
 from flows.build.models import SQL_DIR
 from flows.build.models import load as load_metadata
 
-NOT_MODELS = ("audit",)  # folders of sql/ whose queries read a release and build nothing
+NOT_MODELS = ("audit", "previous")  # folders of sql/ whose queries build no table of the release
 
 
 class ModelError(RuntimeError):
@@ -90,6 +90,12 @@ def run(con: duckdb.DuckDBPyConnection, models: list[Model], progress=None) -> N
 def audit_sql(name: str, root: Path = SQL_DIR) -> str:
     """A query from sql/audit/ (outside model discovery: it reads a release or the state, builds nothing)."""
     return (root / "audit" / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def run_sql_file(name: str, root: Path = SQL_DIR) -> list[str]:
+    """The statements of a script in sql/ outside the models (e.g. previous/empty.sql)."""
+    text = (root / f"{name}.sql").read_text(encoding="utf-8")
+    return [s.sql(dialect="duckdb") for s in sqlglot.parse(text, read="duckdb") if s is not None]
 
 
 def apply_comments(con: duckdb.DuckDBPyConnection, metas: dict) -> None:

@@ -63,19 +63,46 @@ def load_reference(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -
                 [str(folder / "population.csv")])
 
 
+PREVIOUS_TABLES = ("_release", "kpi_reports", "kpi_callouts", "kpi_outreach", "kpi_response_times", "kpi_revisions")
+
+
+def attach_previous(con: duckdb.DuckDBPyConnection, previous: Path | None = None, info: dict | None = None) -> None:
+    """The release this build replaces, as catalog `previous` (the revisions log compares with it
+    and carries its rows), and `_build_info`: this release, the replaced one, whether inputs or code
+    changed. Without a previous release (or for a table it predates) empty tables stand in."""
+    con.execute("attach ':memory:' as previous")
+    for statement in runner.run_sql_file("previous/empty"):
+        con.execute(statement)
+    if previous is not None:
+        con.execute(f"attach {quote_path(previous)} as previous_file (read_only)")
+        held = {r[0] for r in con.execute("select table_name from duckdb_tables() "
+                                          "where database_name = 'previous_file'").fetchall()}
+        for table in set(PREVIOUS_TABLES) & held:
+            con.execute(f'drop table previous."{table}"')
+            con.execute(f'create view previous."{table}" as select * from previous_file."{table}"')
+    info = info or {}
+    con.execute("create or replace temp table _build_info as select ?::varchar as release_id, "
+                "?::varchar as previous_release_id, ?::boolean as inputs_changed, ?::boolean as code_changed",
+                [info.get("release_id", "build"), info.get("previous_release_id"), info.get("inputs_changed"),
+                 info.get("code_changed")])
+
+
 def build_release(state_dir: Path, path: Path, storage_version: str, progress=None,
                   base: Path | None = None, changed: list[str] | None = None,
+                  previous: Path | None = None, info: dict | None = None,
                   ) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     """Run every model into a new release file at path; returns the published tables.
 
     With a base (the current release, built by the same code from an earlier state), the new
     file starts as a copy of it and only what the changed input files move is recomputed
-    (flows/build/patch.py); the tables are the same as a full build's. The connection stays open for
+    (flows/build/patch.py); the tables are the same as a full build's. `previous` is the release
+    this one replaces (the revisions log), `info` its `_build_info`. The connection stays open for
     the caller, who closes it."""
     if base is None:
         con = open_build(path, storage_version)
         con.execute(f"attach {quote_path(db_path(state_dir))} as state (read_only)")
         load_reference(con)
+        attach_previous(con, previous, info)
         return con, runner.build(con, progress=progress)
     remove_build(path)
     shutil.copyfile(base, path)  # a new file (the base is read-only and stays as it is)
@@ -85,6 +112,7 @@ def build_release(state_dir: Path, path: Path, storage_version: str, progress=No
     con.execute("use release")
     con.execute(f"attach {quote_path(db_path(state_dir))} as state_db (read_only)")
     load_reference(con)
+    attach_previous(con, previous, info)
     return con, patch.patch(con, changed or [], progress=progress)
 
 
@@ -139,10 +167,17 @@ def transform_build(settings: Settings, key: str, full: bool = False, run_id: st
     else:
         base_file, changed, base_id = patchable
         build = {"kind": "patch", "base": base_id, "changed_files": len(changed)}
-    con, published = build_release(settings.state, path, settings.storage_version, base=base_file, changed=changed)
+    with state_connect(settings.state, read_only=True) as state_con:
+        inputs = dict(state_con.execute("select identity, sha256 from files where status = 'ingested' "
+                                        "order by identity").fetchall())
+    replaced = current_release(settings.warehouse)
+    previous = settings.warehouse / replaced["file"] if replaced else None
+    info = {"release_id": release_id, "previous_release_id": replaced and replaced["release_id"],
+            "inputs_changed": replaced is not None and replaced["input_files"] != inputs,
+            "code_changed": replaced is not None and replaced.get("code_version") != code_version()}
+    con, published = build_release(settings.state, path, settings.storage_version, base=base_file, changed=changed,
+                                   previous=previous if previous and previous.is_file() else None, info=info)
     try:
-        inputs = dict(con.execute("select identity, sha256 from state.files where status = 'ingested' "
-                                  "order by identity").fetchall())
         rejected = dict(con.execute("select identity, reason from state.files where status = 'rejected' "
                                     "order by identity").fetchall())
         totals = {r[0]: dict(zip(("files", "read", "staged", "quarantined", "rejected_files"), r[1:], strict=True))
