@@ -41,8 +41,8 @@ def wh(tmp_path, published_once, prefect_env):
     return tmp_path, env_for(tmp_path, prefect_env)
 
 
-def current_id(warehouse: Path) -> str:
-    with duckdb.connect(str(warehouse / "politikpi.duckdb"), read_only=True) as con:
+def current_id(warehouse: Path, name: str = "politikpi.duckdb") -> str:
+    with duckdb.connect(str(warehouse / name), read_only=True) as con:
         return con.execute("select release_id from _release").fetchone()[0]
 
 
@@ -79,11 +79,14 @@ def test_rollback_retention_and_release_listing(wh):
         assert cli("refresh", env=env).returncode == 0
     manifest = load_manifest(warehouse)
     ids = [r["release_id"] for r in manifest["releases"]]
-    assert len(ids) == 2 and len(list((warehouse / "releases").glob("*.duckdb"))) == 2
-    assert all(stat.S_IMODE(os.stat(warehouse / r["file"]).st_mode) == 0o444 for r in manifest["releases"])
+    files = sorted(p.name for p in (warehouse / "releases").glob("*.duckdb"))
+    assert len(ids) == 2 and files == sorted([f"{i}.duckdb" for i in ids] + [f"{i}.kpi.duckdb" for i in ids])
+    assert all(stat.S_IMODE(os.stat(warehouse / r[key]).st_mode) == 0o444
+               for r in manifest["releases"] for key in ("file", "kpi_file"))
     out = cli("rollback", ids[0], env=env)
     assert out.returncode == 0, out.stderr
     assert current_id(warehouse) == ids[0] == load_manifest(warehouse)["current"]
+    assert current_id(warehouse, "politikpi_kpi.duckdb") == ids[0]  # the KPI file rolled back with it
     listing = cli("releases", env=dict(env, COLUMNS="250")).stdout.splitlines()
     rows = {rid: next(line for line in listing if rid in line) for rid in ids}
     assert "* pinned" in rows[ids[0]] and "*" not in rows[ids[1]]
@@ -140,26 +143,45 @@ def test_diff_shows_restated_history_and_changed_inputs(wh):
     assert kpis(root / "warehouse") == patched
 
 
-def test_oldest_duckdb_command_line_opens_a_release(wh, tmp_path):
-    """Both a release built whole and one patched from it (a copy written by DuckDB 2.0)."""
+def test_oldest_duckdb_command_line_opens_a_release_and_the_kpi_file_while_one_is_published(wh, tmp_path):
+    """Both a release built whole and one patched from it (a copy written by DuckDB 2.0), and the KPI
+    file's stable path, read by DuckDB 1.4's command line over and over while the patch is published."""
     root, env = wh
     shipped = Path(sys.prefix) / "bin" / "duckdb"
     if not shipped.exists():
         pytest.skip("duckdb-cli (dev extra) is not installed")
-    path = root / "landing" / "reports" / "2019-01-05.csv"
-    path.write_text(path.read_text(encoding="utf-8")[:5000].rsplit("\n", 1)[0] + "\n", encoding="utf-8")
-    assert cli("refresh", env=env).returncode == 0
-    manifest = load_manifest(root / "warehouse")
-    assert [r["build"]["kind"] for r in manifest["releases"]] == ["full", "patch"]
     binary = tmp_path / "duckdb-1.4"
     shutil.copy(shipped, binary)  # the wheel installs it without the executable bit
     binary.chmod(0o755)
     assert subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.startswith("v1.4")
-    for release in manifest["releases"]:
-        out = subprocess.run([binary, "-readonly", "-csv", str(root / "warehouse" / release["file"]),
-                              "select count(*) > 0 from kpi_reports"], capture_output=True, text=True)
+    kpi_file = root / "warehouse" / "politikpi_kpi.duckdb"
+    tables = "select string_agg(table_name, '|' order by table_name) from duckdb_tables()"
+    read = [binary, "-readonly", "-csv", "-noheader", str(kpi_file),
+            f"select (select release_id from _release), ({tables}), (select count(*) > 0 from kpi_reports)"]
+    path = root / "landing" / "reports" / "2019-01-05.csv"
+    path.write_text(path.read_text(encoding="utf-8")[:5000].rsplit("\n", 1)[0] + "\n", encoding="utf-8")
+    refresh = subprocess.Popen([sys.executable, "-m", "flows", "refresh"], env=env, cwd=root,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while refresh.poll() is None or not seen:
+        out = subprocess.run(read, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
-        assert out.stdout.strip().endswith("true")
+        seen.append(out.stdout.strip())
+    assert refresh.returncode == 0, refresh.stderr.read()
+    manifest = load_manifest(root / "warehouse")
+    assert [r["build"]["kind"] for r in manifest["releases"]] == ["full", "patch"]
+    seen.append(subprocess.run(read, capture_output=True, text=True).stdout.strip())
+    ids = [r["release_id"] for r in manifest["releases"]]
+    assert {line.split(",")[0] for line in seen} <= set(ids) and seen[-1].split(",")[0] == ids[-1], seen
+    listed = seen[-1].split(",")[1].split("|")
+    assert listed[0] == "_release" and listed[1] == "dim_municipality" and all(t.startswith("kpi_") for t in listed[2:])
+    assert all(line.endswith(",true") for line in seen)
+    for release in manifest["releases"]:
+        for file in (release["file"], release["kpi_file"]):
+            out = subprocess.run([binary, "-readonly", "-csv", str(root / "warehouse" / file),
+                                  "select count(*) > 0 from kpi_reports"], capture_output=True, text=True)
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.strip().endswith("true")
 
 
 def test_second_refresh_refuses_while_the_state_is_locked(wh):

@@ -1,5 +1,5 @@
 """The publish stage: an audited build becomes the current release (through the release store,
-flows/release/store.py), with its Data Docs and its report beside it. No Prefect."""
+flows/release/store.py), with its KPI file, its Data Docs and its report beside it. No Prefect."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import duckdb
+
+from flows.build.runner import sql_literal
+from flows.build.transform import quote_path
 from flows.build.versions import state_version
 from flows.config import Settings
 from flows.ingest.readers import file_sha256
@@ -51,10 +55,47 @@ def publish_build(settings: Settings, built: dict, audited: dict) -> dict:
         if not docs.exists():
             shutil.copytree(built["docs"], docs)
         entry["validation_summary"] = {**audited, "docs": str(docs / "index.html")}
-        sha256 = pool.submit(file_sha256, Path(built["path"]))  # hashing releases the GIL: beside the report
-        entry["report"] = str(write_release_report(Path(built["path"]), settings.warehouse, entry["release_id"]))
-        return store.add_release(Path(built["path"]), settings.warehouse, entry, settings.keep_releases,
-                                 sha256=sha256.result())
+        build = Path(built["path"])
+        sha256 = pool.submit(file_sha256, build)  # hashing releases the GIL: beside the KPI file and the report
+        kpi_sha256 = file_sha256(write_kpi_file(build, settings.storage_version))
+        entry["report"] = str(write_release_report(build, settings.warehouse, entry["release_id"]))
+        return store.add_release(build, settings.warehouse, entry, settings.keep_releases,
+                                 sha256=sha256.result(), kpi_sha256=kpi_sha256)
+
+
+def kpi_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> list[str]:
+    """What the KPI file holds: dim_municipality, the kpi_ tables and _release (no event rows)."""
+    return [r[0] for r in con.execute(
+        "select table_name from duckdb_tables() where database_name = ? and schema_name = 'main' "
+        "and (table_name in ('dim_municipality', '_release') or table_name like 'kpi\\_%' escape '\\') "
+        "order by table_name", [catalog]).fetchall()]
+
+
+def write_kpi_file(build: Path, storage_version: str) -> Path:
+    """The build's KPI file beside it (<id>.kpi.duckdb): its dim_municipality, kpi_ tables and
+    `_release` row with their comments, in the same storage format. Written anew while the build is
+    unpublished; a published one (hard-linked under releases/) is never touched again."""
+    out = store.kpi_path(build)
+    if out.exists() and out.stat().st_nlink > 1:
+        return out
+    out.unlink(missing_ok=True)
+    with duckdb.connect() as con:
+        con.execute(f"attach {quote_path(build)} as release (read_only)")
+        con.execute(f"attach {quote_path(out)} as kpi (storage_version '{storage_version}')")
+        for table in kpi_tables(con, "release"):
+            con.execute(f'create table kpi."{table}" as select * from release."{table}"')
+        for table, comment in con.execute("select table_name, comment from duckdb_tables() "
+                                          "where database_name = 'release' and comment is not null").fetchall():
+            if table in kpi_tables(con, "kpi"):
+                con.execute(f'comment on table kpi."{table}" is {sql_literal(comment)}')
+        for table, column, comment in con.execute(
+                "select table_name, column_name, comment from duckdb_columns() where database_name = 'release' "
+                "and comment is not null").fetchall():
+            if table in kpi_tables(con, "kpi"):
+                con.execute(f'comment on column kpi."{table}"."{column}" is {sql_literal(comment)}')
+        con.execute("checkpoint kpi")
+        con.execute("detach kpi")
+    return out
 
 
 def _republish(settings: Settings, listed: dict, build: Path, manifest: dict) -> dict:

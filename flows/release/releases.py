@@ -14,9 +14,12 @@ from flows.build.runner import sql_literal
 from flows.ingest.readers import file_sha256
 from flows.ingest.state import state_lock
 from flows.release.store import (
+    KPI_STABLE,
     RELEASE_ID,
     STABLE,
     ManifestError,
+    is_kpi_file,
+    kpi_path,
     load_manifest,
     point_stable_at,
     sidecar_path,
@@ -72,8 +75,11 @@ def recover(warehouse: Path) -> bool:
     listed = {r["release_id"]: r for r in manifest["releases"]}
     repaired = False
     for orphan in (warehouse / "releases").glob("*.duckdb"):
+        if is_kpi_file(orphan):
+            continue
         if orphan.stem not in listed and _interrupted(warehouse, orphan):
             orphan.unlink(missing_ok=True)
+            kpi_path(orphan).unlink(missing_ok=True)
             repaired = True
     for release_id, entry in listed.items():
         if not sidecar_path(warehouse, release_id).exists() and _entry_file(warehouse, entry).exists():
@@ -81,14 +87,22 @@ def recover(warehouse: Path) -> bool:
     current = listed.get(manifest["current"])
     if current is None or not _entry_file(warehouse, current).exists():
         return repaired
-    target, stable = _entry_file(warehouse, current), warehouse / STABLE
-    if stable.exists() and os.path.samefile(stable, target):
+    target = _entry_file(warehouse, current)
+    if _points_at(warehouse, target):
         return repaired
     pin = (manifest.get("pinned") or {}).get("release_id")
     if current["release_id"] not in (max(listed), pin):
         return repaired  # not what a publish or rollback leaves: verify reports it
     point_stable_at(warehouse, target)
     return True
+
+
+def _points_at(warehouse: Path, target: Path) -> bool:
+    """Both stable paths are this release's files (the KPI path only if the release has a KPI file)."""
+    pairs = [(warehouse / STABLE, target)]
+    if kpi_path(target).exists():
+        pairs.append((warehouse / KPI_STABLE, kpi_path(target)))
+    return all(s.exists() and os.path.samefile(s, t) for s, t in pairs)
 
 
 def rollback(warehouse: Path, release_id: str) -> dict:
@@ -99,6 +113,9 @@ def rollback(warehouse: Path, release_id: str) -> dict:
         path = warehouse / entry["file"]
         if file_sha256(path) != entry["sha256"]:
             raise ReleaseError(f"{path} does not match its checksum in the manifest; not rolling back to it")
+        if entry.get("kpi_file") and file_sha256(warehouse / entry["kpi_file"]) != entry.get("kpi_sha256"):
+            raise ReleaseError(f"{warehouse / entry['kpi_file']} does not match its checksum in the manifest; "
+                               "not rolling back to it")
         manifest = load_manifest(warehouse)
         manifest["current"] = release_id
         manifest["pinned"] = {"release_id": release_id, "at": _now(), "by": "rollback"}
@@ -175,6 +192,7 @@ def verify(warehouse: Path) -> list[str]:
         row = _release_row(path)
         if row is None or row.get("release_id") != rid:
             problems.append(f"{rid}: {path} does not hold release {rid} in its _release table")
+        problems += _verify_kpi_file(warehouse, entry)
     stable, current = warehouse / STABLE, manifest["current"]
     if current and current not in ids:
         problems.append(f"the manifest's current release {current} is not listed in it")
@@ -183,17 +201,41 @@ def verify(warehouse: Path) -> list[str]:
         if not stable.exists() or not target.exists() or not os.path.samefile(stable, target):
             problems.append(f"{stable} is not the manifest's current release {current} (if that is meant, "
                             f"`politikpi rollback {current}`; else `politikpi repair` keeps the stable path's)")
+        elif not _points_at(warehouse, target):
+            problems.append(f"{warehouse / KPI_STABLE} is not the current release {current}'s KPI file "
+                            f"(`politikpi repair` re-points it)")
     elif stable.exists():
         problems.append(f"{stable} exists but the manifest names no current release")
     pin = (manifest.get("pinned") or {}).get("release_id")
     if pin and pin not in ids:
         problems.append(f"the pinned release {pin} is not listed in the manifest")
     for path in sorted((warehouse / "releases").glob("*.duckdb")):
+        if is_kpi_file(path):
+            if path.name.removesuffix(".kpi.duckdb") not in ids:
+                problems.append(f"{path} is the KPI file of no listed release")
+            continue
         if not RELEASE_ID.match(path.stem):
             problems.append(f"{path} is not a release file: move it out of releases/")
         elif path.stem not in ids:
             problems.append(f"{path} is not listed in the manifest (`politikpi repair` lists it again)")
     return problems
+
+
+def _verify_kpi_file(warehouse: Path, entry: dict) -> list[str]:
+    """A release's KPI file: where the manifest says, its checksum, the release it holds."""
+    rid, kpi = entry["release_id"], kpi_path(_entry_file(warehouse, entry))
+    if not entry.get("kpi_file"):
+        return [f"{rid}: {kpi} is not listed in the manifest"] if kpi.exists() else []
+    if entry["kpi_file"] != f"releases/{kpi.name}":
+        return [f"{rid}: the manifest names KPI file {entry['kpi_file']!r}, not releases/{kpi.name}"]
+    if not kpi.exists():
+        return [f"{rid}: KPI file {kpi} is missing"]
+    if file_sha256(kpi) != entry.get("kpi_sha256"):
+        return [f"{rid}: checksum mismatch for {kpi} (changed after it was published: roll back to another release)"]
+    row = _release_row(kpi)
+    if row is None or row.get("release_id") != rid:
+        return [f"{rid}: {kpi} does not hold release {rid} in its _release table"]
+    return []
 
 
 def repair(warehouse: Path) -> list[str]:
@@ -211,9 +253,10 @@ def repair(warehouse: Path) -> list[str]:
         listed = {r["release_id"]: r for r in old["releases"] if isinstance(r, dict) and "release_id" in r}
         entries, intact = {}, set()
         for path in sorted((warehouse / "releases").glob("*.duckdb")):
-            rid, actual = path.stem, file_sha256(path)
-            if not RELEASE_ID.match(rid):
+            rid = path.stem
+            if is_kpi_file(path) or not RELEASE_ID.match(rid):
                 continue
+            actual = file_sha256(path)
             entry = _sidecar(warehouse, rid) or listed.get(rid) or _entry_from_file(path, actual)
             if entry is None:
                 done.append(f"{path}: not a release (no sidecar, no _release row); left alone")
@@ -251,7 +294,7 @@ def repair(warehouse: Path) -> list[str]:
             write_manifest(warehouse, manifest)
         for rid in intact:
             write_sidecar(warehouse, entries[rid])
-        if current and not (stable.exists() and os.path.samefile(stable, warehouse / entries[current]["file"])):
+        if current and not _points_at(warehouse, warehouse / entries[current]["file"]):
             point_stable_at(warehouse, warehouse / entries[current]["file"])
             done.append(f"{stable} re-pointed at {current}")
         return done

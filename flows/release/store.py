@@ -15,6 +15,8 @@ from flows.atomic import write_json_atomic
 from flows.ingest.readers import file_sha256
 
 STABLE = "politikpi.duckdb"
+KPI_STABLE = "politikpi_kpi.duckdb"  # the KPI file's stable path: dim_municipality, kpi_ tables, _release
+KPI_SUFFIX = ".kpi.duckdb"  # releases/<id>.kpi.duckdb beside releases/<id>.duckdb
 RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
 class ManifestError(RuntimeError):
     """manifest.json cannot be read; `politikpi repair` rebuilds it from the release files."""
@@ -44,12 +46,26 @@ def current_release(warehouse: Path) -> dict | None:
     return next((r for r in manifest["releases"] if r["release_id"] == manifest["current"]), None)
 
 
+def kpi_path(release_file: Path) -> Path:
+    """The KPI file beside a release file (releases/<id>.kpi.duckdb, or .building/<id>.kpi.duckdb)."""
+    return release_file.with_name(release_file.stem + KPI_SUFFIX)
+
+
+def is_kpi_file(path: Path) -> bool:
+    return path.name.endswith(KPI_SUFFIX)
+
+
 def point_stable_at(warehouse: Path, release_file: Path) -> None:
-    """Hard-link the release under a temporary name, then rename it over the stable path."""
-    tmp = warehouse / f".{STABLE}.tmp{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    os.link(release_file, tmp)
-    os.replace(tmp, warehouse / STABLE)
+    """Swap the stable paths: the release first, then its KPI file (if it has one), each by
+    hard-linking under a temporary name and renaming over the stable path. A reader of either
+    always opens a complete release; the two name the same release except for the moment between."""
+    for source, name in ((release_file, STABLE), (kpi_path(release_file), KPI_STABLE)):
+        if name == KPI_STABLE and not source.exists():
+            continue
+        tmp = warehouse / f".{name}.tmp{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        os.replace(tmp, warehouse / name)
     fd = os.open(warehouse, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -75,12 +91,13 @@ def write_sidecar(warehouse: Path, entry: dict) -> None:
     os.chmod(path, 0o444)
 
 
-def add_release(build_file: Path, warehouse: Path, entry: dict, keep: int, sha256: str | None = None) -> dict:
+def add_release(build_file: Path, warehouse: Path, entry: dict, keep: int, sha256: str | None = None,
+                kpi_sha256: str | None = None) -> dict:
     """Move the built file into releases/ (read-only), record it as current, swap the stable path.
 
-    Order matters for crashes: (1) the file lands under releases/ (an orphan until listed),
-    (2) the manifest lists it as current, (3) its sidecar records it as published, (4) the
-    stable path is re-pointed. `sha256` is the build file's hash if the caller computed it
+    Order matters for crashes: (1) the file and its KPI file land under releases/ (orphans until
+    listed), (2) the manifest lists it as current, (3) its sidecar records it as published, (4) the
+    stable paths are re-pointed (release, then KPI file). `sha256` is the build file's hash if the caller computed it
     already (the file is final before publishing). A crash between (1) and (3) leaves an
     unlisted file with no sidecar, which `recover` removes (nobody could have seen it); a crash
     before (4) leaves the stable path on the previous complete release; `recover` (run by every
@@ -90,15 +107,22 @@ def add_release(build_file: Path, warehouse: Path, entry: dict, keep: int, sha25
     releases = warehouse / "releases"
     releases.mkdir(parents=True, exist_ok=True)
     target = releases / f"{entry['release_id']}.duckdb"
-    os.chmod(build_file, 0o444)
+    pairs = [(build_file, target)] + ([(kpi_path(build_file), kpi_path(target))]
+                                      if kpi_path(build_file).exists() else [])
+    for source, _ in pairs:
+        os.chmod(source, 0o444)
     hit("publish:before_move")
-    if not target.exists():  # a hard link: the build stays where it is for a resumed run's cache
-        os.link(build_file, target)
-    elif not os.path.samefile(target, build_file):
-        raise PublishRefused(f"{target} exists and is not this run's build; nothing published "
-                             "(run `politikpi verify`)")
+    for source, linked in pairs:
+        if not linked.exists():  # a hard link: the build stays where it is for a resumed run's cache
+            os.link(source, linked)
+        elif not os.path.samefile(linked, source):
+            raise PublishRefused(f"{linked} exists and is not this run's build; nothing published "
+                                 "(run `politikpi verify`)")
     hit("publish:after_move")
     entry = {**entry, "file": f"releases/{target.name}", "sha256": sha256 or file_sha256(target)}
+    if len(pairs) > 1:
+        entry |= {"kpi_file": f"releases/{kpi_path(target).name}",
+                  "kpi_sha256": kpi_sha256 or file_sha256(kpi_path(target))}
     manifest = load_manifest(warehouse)
     manifest["releases"] = [r for r in manifest["releases"] if r["release_id"] != entry["release_id"]]
     manifest["releases"].append(entry)
@@ -127,6 +151,7 @@ def prune(warehouse: Path, keep: int) -> list[str]:
     write_manifest(warehouse, manifest)
     for r in removed:
         (warehouse / r["file"]).unlink(missing_ok=True)
+        kpi_path(warehouse / r["file"]).unlink(missing_ok=True)
         sidecar_path(warehouse, r["release_id"]).unlink(missing_ok=True)
         shutil.rmtree(warehouse / "docs" / r["release_id"], ignore_errors=True)
         (warehouse / "reports" / f"{r['release_id']}.html").unlink(missing_ok=True)
