@@ -488,6 +488,38 @@ def report(
 
 
 @app.command()
+def export(
+    release: Annotated[str | None, typer.Option(help="Release id (default: the current release).")] = None,
+    format: Annotated[str, typer.Option("--format", help="xlsx (one workbook: a sheet per table and a README sheet describing every column), parquet or csv (a folder: a file per table and columns.csv).")] = "xlsx",
+    out: Annotated[Path | None, typer.Option(help="File (xlsx) or folder (parquet, csv) to write (default: warehouse/exports/<release>.<format>).")] = None,
+    warehouse: Warehouse = Path("warehouse"),
+) -> None:
+    """Export a release's KPI tables (dim_municipality, kpi_*, _release) for Excel or a BI tool.
+
+    The tables are not suppressed: they stay inside the police, like the KPI file they come from."""
+    from flows.release.export import FORMATS
+    from flows.release.export import export as do_export
+    from flows.release.releases import ReleaseError, checked_release
+    from flows.release.store import load_manifest
+
+    if format not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    manifest = load_manifest(warehouse)
+    try:
+        entry = checked_release(warehouse, release or manifest["current"] or "")
+    except ReleaseError as exc:
+        fail(str(exc) if release else f"no current release in {warehouse}: run `politikpi refresh` first")
+    if format == "xlsx" and out is not None and out.suffix.lower() != ".xlsx":
+        fail(f"--out must name an .xlsx file for --format xlsx, got {out}")
+    target = out or warehouse / "exports" / f"{entry['release_id']}.{format}"
+    source = warehouse / (entry.get("kpi_file") or entry["file"])
+    with console.status(f"exporting {entry['release_id']}") as status:
+        written = do_export(source, target, format, progress=lambda t: status.update(f"exported {t}"))
+    console.print(f"[bold green]OK[/]: wrote {target}: {len(written)} tables, "
+                  f"{sum(n for _, n in written):,} rows", soft_wrap=True)
+
+
+@app.command()
 def serve(
     landing: Landing = Path("data/landing"),
     state: State = Path("data/state"),

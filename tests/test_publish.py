@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -191,3 +192,39 @@ def test_second_refresh_refuses_while_the_state_is_locked(wh):
     with state_lock(root / "state"):
         out = cli("refresh", env=env)
     assert out.returncode == 3 and "another politikpi process holds" in out.stderr
+
+
+def test_export_round_trips_every_kpi_table_through_xlsx_parquet_and_csv(wh, tmp_path):
+    """Values read back from the workbook (openpyxl) and the Parquet files equal the release's KPI file."""
+    from openpyxl import load_workbook
+
+    root, env = wh
+    warehouse = root / "warehouse"
+    assert cli("export", "--out", tmp_path / "kpi.xlsx", env=env).returncode == 0
+    assert cli("export", "--format", "parquet", "--out", tmp_path / "pq", env=env).returncode == 0
+    out = cli("export", "--format", "csv", env=env)
+    assert out.returncode == 0 and "OK: wrote" in out.stdout, out.stderr
+    book = load_workbook(tmp_path / "kpi.xlsx", read_only=True)
+    with duckdb.connect(str(warehouse / "politikpi_kpi.duckdb"), read_only=True) as con:
+        tables = [r[0] for r in con.execute("select table_name from duckdb_tables() order by 1").fetchall()]
+        assert book.sheetnames == ["README", *tables] and "kpi_reports" in tables and "fct_reports" not in tables
+        described = {(r[0], r[1]) for r in book["README"].iter_rows(min_row=2, values_only=True)}
+        for table in tables:
+            cur = con.execute(f'select * from "{table}"')
+            header, rows = [d[0] for d in cur.description], cur.fetchall()
+            assert {(table, c) for c in header} <= described
+            sheet = list(book[table].iter_rows(values_only=True))
+            assert list(sheet[0]) == header and len(sheet) - 1 == len(rows)
+            for mine, theirs in zip(rows, sheet[1:], strict=True):
+                for a, b in zip(mine, theirs, strict=True):
+                    if isinstance(a, dt.datetime):
+                        a = a.astimezone(dt.UTC).replace(tzinfo=None)
+                    elif isinstance(a, dt.date):
+                        a = dt.datetime(a.year, a.month, a.day)  # Excel holds dates as date-times
+                    assert a == b, (table, header, mine, theirs)
+            assert con.execute(f"select count(*) from (from \"{table}\" except all from "
+                               f"read_parquet('{tmp_path / 'pq' / table}.parquet'))").fetchone()[0] == 0
+        current = load_manifest(warehouse)["current"]
+        assert (warehouse / "exports" / f"{current}.csv" / "kpi_reports.csv").exists()
+    bad = cli("export", "--format", "pdf", env=env)
+    assert bad.returncode == 1 and "--format must be one of xlsx, parquet, csv" in bad.stderr

@@ -65,12 +65,22 @@ def patch(con: duckdb.DuckDBPyConnection, changed: list[str], root: Path = SQL_D
             where file_identity in (select identity from _changed_files)""")
         filters[p.source] = f"where {_ident(p.source_key)} in (select key from {_ident('_keys_' + name)})"
     con.execute("attach if not exists ':memory:' as state")
-    for (table,) in con.execute("select table_name from duckdb_tables() where database_name = 'state_db'").fetchall():
-        con.execute(f"create or replace view state.main.{_ident(table)} as "
-                    f"select * from state_db.main.{_ident(table)} {filters.get(table, '')}")
+    tables = [t for (t,) in con.execute(
+        "select table_name from duckdb_tables() where database_name = 'state_db'").fetchall()]
+
+    def state_views(filtered: bool) -> None:
+        """Build-only models (the facts' staging) see the facts' sources for the touched keys only;
+        a published model reading the state directly (e.g. kpi_data_quality) sees it whole."""
+        for table in tables:
+            con.execute(f"create or replace view state.main.{_ident(table)} as "
+                        f"select * from state_db.main.{_ident(table)} {filters.get(table, '') if filtered else ''}")
+
+    state_views(filtered=True)
     partial: set[str] = set()  # build-only models that see the filtered sources
     years: dict[str, set[int]] = {}
     for model in order(models):
+        if model.state_reads & set(filters):
+            state_views(filtered=model.temporary)
         if model.temporary and (model.state_reads & set(filters) or model.reads & partial):
             partial.add(model.name)
         body = model.sql.strip().rstrip(";")

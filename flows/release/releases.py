@@ -264,6 +264,8 @@ def repair(warehouse: Path) -> list[str]:
             entry = {**entry, "release_id": rid, "file": f"releases/{rid}.duckdb"}
             recorded = (_sidecar(warehouse, rid) or {}).get("sha256") or entry.get("sha256") or actual
             entry["sha256"] = recorded
+            if kpi_path(path).exists() and not entry.get("kpi_file"):  # an entry rebuilt from the file
+                entry |= {"kpi_file": f"releases/{kpi_path(path).name}", "kpi_sha256": file_sha256(kpi_path(path))}
             if recorded == actual:
                 intact.add(rid)
             else:

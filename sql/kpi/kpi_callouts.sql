@@ -6,7 +6,11 @@ with callouts as (
     select * from fct_callouts
 ),
 
-final as (
+municipalities as (
+    select * from dim_municipality
+),
+
+counted as (
     select
         month,
         municipality_code,
@@ -15,6 +19,18 @@ final as (
         count(distinct incident_id) as callouts
     from callouts
     group by all
+),
+
+final as (
+    select
+        counted.month,
+        counted.municipality_code,
+        municipalities.municipality,
+        counted.cause,
+        counted.priority,
+        counted.callouts
+    from counted
+    left join municipalities on counted.municipality_code = municipalities.municipality_code
 )
 
 select * from final

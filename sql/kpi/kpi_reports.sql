@@ -11,6 +11,10 @@ population as (
     select * from int_population_by_year
 ),
 
+municipalities as (
+    select * from dim_municipality
+),
+
 counted as (
     select month, year, municipality_code, law_area, count(distinct journal_number) as reports
     from reports
@@ -21,6 +25,7 @@ final as (
     select
         counted.month,
         counted.municipality_code,
+        municipalities.municipality,
         counted.law_area,
         counted.reports,
         counted.reports * 1000.0 / population.population as reports_per_1000,
@@ -29,6 +34,7 @@ final as (
     left join population
         on counted.municipality_code = population.municipality_code
         and counted.year = population.year
+    left join municipalities on counted.municipality_code = municipalities.municipality_code
 )
 
 select * from final

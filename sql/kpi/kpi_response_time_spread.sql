@@ -1,10 +1,15 @@
 /*
   kpi_response_time_spread — one row per (period_grain, period_start, cause), cause NULL =
   all causes: longest municipal mean minus shortest, among municipalities with at least 20
-  responses; NULL when fewer than two qualify. Ties go to the lower municipality code.
+  responses, naming both (code and name); NULL when fewer than two qualify. Ties go to the
+  lower municipality code.
 */
 with response_times as (
     select * from kpi_response_times
+),
+
+municipalities as (
+    select * from dim_municipality
 ),
 
 periods as (
@@ -44,8 +49,10 @@ final as (
         periods.period_start,
         periods.cause,
         longest.municipality_code as longest_municipality_code,
+        longest_name.municipality as longest_municipality,
         longest.mean_min as longest_mean_min,
         shortest.municipality_code as shortest_municipality_code,
+        shortest_name.municipality as shortest_municipality,
         shortest.mean_min as shortest_mean_min,
         longest.mean_min - shortest.mean_min as spread_min
     from periods
@@ -57,6 +64,8 @@ final as (
         on periods.period_grain = shortest.period_grain
         and periods.period_start = shortest.period_start
         and periods.cause is not distinct from shortest.cause
+    left join municipalities as longest_name on longest.municipality_code = longest_name.municipality_code
+    left join municipalities as shortest_name on shortest.municipality_code = shortest_name.municipality_code
 )
 
 select * from final

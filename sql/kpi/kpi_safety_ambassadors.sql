@@ -11,6 +11,10 @@ years as (
     select * from int_years
 ),
 
+municipalities as (
+    select * from dim_municipality
+),
+
 active as (
     select years.year, ambassadors.*
     from years
@@ -19,7 +23,7 @@ active as (
         and (ambassadors.active_to is null or ambassadors.active_to >= make_date(years.year, 1, 1))
 ),
 
-final as (
+counted as (
     select
         year::integer as year,
         municipality_code,
@@ -27,6 +31,17 @@ final as (
         count(distinct (municipality_code, local_area)) as local_areas
     from active
     group by grouping sets ((year, municipality_code), (year))
+),
+
+final as (
+    select
+        counted.year,
+        counted.municipality_code,
+        municipalities.municipality,
+        counted.ambassadors,
+        counted.local_areas
+    from counted
+    left join municipalities on counted.municipality_code = municipalities.municipality_code
 )
 
 select * from final
