@@ -185,17 +185,6 @@ def print_run_summary(result: dict) -> None:
         console.print(f"[yellow]rejected[/] {r['file']}: {r['reason']}")
 
 
-OVERVIEW_ROWS = [
-    ("municipalities", "Kommuner"), ("population", "Indbyggere"), ("reports", "Anmeldelser"),
-    ("callouts", "Udrykninger"), ("mean_response_min", "Gns. responstid (min)"),
-    ("safety_ambassadors", "Tryghedsambassadører"), ("ambassador_local_areas", "– i lokalområder"),
-    ("mobile_station_outings", "Mobil politistation (udkørsler)"),
-    ("safety_followups", "Tryghedsopfølgninger"), ("citizen_adviser_inquiries", "Borgerrådgiver-henvendelser"),
-    ("sub_visits", "SUB-besøg"), ("talks", "Bestil en betjent (foredrag)"),
-    ("traffic_controls", "Bestilte færdselskontroller"),
-]
-
-
 @app.command()
 def overview(
     warehouse: Warehouse = Path("warehouse"),
@@ -203,6 +192,8 @@ def overview(
 ) -> None:
     """Print the district's headline overview (the deck's "Overblik") from the stable release."""
     import duckdb
+
+    from flows.build.models import labels
 
     path = warehouse / "politikpi.duckdb"
     if not path.exists():
@@ -218,7 +209,7 @@ def overview(
     table = Table(title=f"Overblik {data['year']} — release {release[0]}")
     table.add_column("KPI")
     table.add_column("", justify="right")
-    for key, label in OVERVIEW_ROWS:
+    for key, label in labels("kpi_year_summary"):
         value = data[key]
         text = "–" if value is None else (f"{value:.2f}" if isinstance(value, float) else f"{value:,}")
         table.add_row(label, text)

@@ -7,8 +7,12 @@ import polars as pl
 
 from schemas.common import in_district, integer, local_date, parses, passes, whole_number
 
-ACTIVITIES = ["mobil_politistation", "tryghedsopfoelgning", "borgerraadgiver", "sub_besoeg",
-              "foredrag", "faerdselskontrol"]
+# The allowed values of `aktivitet`, with the Danish label the overview and the report print.
+ACTIVITIES = {
+    "mobil_politistation": "Mobil politistation (udkørsler)", "tryghedsopfoelgning": "Tryghedsopfølgninger",
+    "borgerraadgiver": "Borgerrådgiver-henvendelser", "sub_besoeg": "SUB-besøg",
+    "foredrag": "Bestil en betjent (foredrag)", "faerdselskontrol": "Bestilte færdselskontroller",
+}
 KEY = None
 PII = ["note"]
 PARSE: dict = {}  # nothing costly to parse: checks and cast parse as they go
@@ -39,7 +43,7 @@ class RawOutreach(pa.DataFrameModel):
 
     @pa.check("aktivitet", name="aktivitet_allowed_value")
     def activity(cls, data):
-        return passes(data, pl.col(data.key).is_in(ACTIVITIES))
+        return passes(data, pl.col(data.key).is_in(list(ACTIVITIES)))
 
     @pa.check("antal", name="antal_integer")
     def count_int(cls, data):

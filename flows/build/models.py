@@ -19,6 +19,8 @@ and the audit's expectations. A test fails when a published table or column has 
     values_from = "schemas.reports:LAW_AREAS"  #   the allowed values the input rules define
     [columns]
     month = "First day of the local month (key)."
+    [labels]                                   # optional: Danish labels of the columns people read,
+    reports = "Anmeldelser"                    #   in order (the overview, the report, run summaries)
 
 Models without `[incremental]` are rebuilt whole on a nightly build: they read small inputs. A
 test builds releases both ways over the same state and requires identical tables.
@@ -48,6 +50,7 @@ class ModelMeta:
     rollup_keys: tuple[str, ...] = ()
     incremental: dict = field(default_factory=dict)
     expect: tuple[dict, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
 
     def allowed_values(self, rule: dict) -> list:
         """An expectation's allowed values: listed, or taken from the rules that define them."""
@@ -57,7 +60,7 @@ class ModelMeta:
         return list(getattr(importlib.import_module(module), name))
 
 
-KNOWN = {"description", "columns", "keys", "rollup_keys", "incremental", "expect"}
+KNOWN = {"description", "columns", "keys", "rollup_keys", "incremental", "expect", "labels"}
 
 
 def load(root: Path = SQL_DIR) -> dict[str, ModelMeta]:
@@ -78,7 +81,9 @@ def load(root: Path = SQL_DIR) -> dict[str, ModelMeta]:
             raise MetadataError(f"{path}: no description")
         meta = ModelMeta(path.stem, path, doc["description"], dict(doc.get("columns", {})),
                          tuple(doc.get("keys", ())), tuple(doc.get("rollup_keys", ())),
-                         dict(doc.get("incremental", {})), tuple(doc.get("expect", ())))
+                         dict(doc.get("incremental", {})), tuple(doc.get("expect", ())), dict(doc.get("labels", {})))
+        if bad := [k for k in meta.labels if k not in meta.columns]:
+            raise MetadataError(f"{path}: labels for columns it does not describe: {bad}")
         if bad := [k for k in meta.rollup_keys if k not in meta.keys]:
             raise MetadataError(f"{path}: rollup_keys {bad} are not among keys")
         metas[meta.name] = meta
@@ -88,3 +93,8 @@ def load(root: Path = SQL_DIR) -> dict[str, ModelMeta]:
 def table_keys(root: Path = SQL_DIR) -> dict[str, list[str]]:
     """Key columns of every keyed table, in table order (for diff and the revisions log)."""
     return {name: list(m.keys) for name, m in load(root).items() if m.keys}
+
+
+def labels(model: str, root: Path = SQL_DIR) -> list[tuple[str, str]]:
+    """(column, Danish label) of a model's labelled columns, in the order its .toml lists them."""
+    return list(load(root)[model].labels.items())

@@ -1,13 +1,16 @@
 """The district's KPI report: one self-contained HTML file built from a release's own tables.
 
-Charts are matplotlib SVG inlined in the page (no network, no JavaScript). Counts under 3 are
-shown as "<3" (Statistics Denmark's disclosure rule) wherever a count is printed.
+Every figure it shows comes from a sql/ model: the queries below only select (a test parses them
+and fails on any aggregate or arithmetic). Python arranges, protects and renders: small counts and
+what could reveal them are hidden (flows/release/disclosure.py). Charts are matplotlib SVG inlined
+in the page (no network, no JavaScript); they show differences (no bars on an axis from 0 for
+values that differ by a few percent), legends sit outside the plot, and tables follow the order of
+the chart above them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import io
 import json
 import re
@@ -16,27 +19,101 @@ from pathlib import Path
 import duckdb
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from flows.build.models import labels
+from flows.release.disclosure import PRIMARY, SECONDARY, hidden_with, protect
+from schemas.outreach import ACTIVITIES
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MONTHS = ["jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec"]
-ACTIVITY_LABELS = {
-    "mobil_politistation": "Mobil politistation (udkørsler)", "tryghedsopfoelgning": "Tryghedsopfølgninger",
-    "borgerraadgiver": "Borgerrådgiver-henvendelser", "sub_besoeg": "SUB-besøg",
-    "foredrag": "Bestil en betjent (foredrag)", "faerdselskontrol": "Bestilte færdselskontroller",
+DISTRICT = "Hele kredsen"
+TABLE_LABELS = {"kpi_reports": "Anmeldelser", "kpi_callouts": "Udrykninger", "kpi_outreach": "Borgernært politi",
+                "kpi_response_times": "Responstid"}
+COLUMN_LABELS = {"reports": "antal", "callouts": "antal", "activities": "antal", "responses": "målte udrykninger",
+                 "mean_min": "gennemsnit (min:sek)"}
+
+# What the report reads: selects only (tests/test_report.py parses these and fails on any
+# aggregate or arithmetic); `?` is the report's year.
+QUERIES = {
+    "names": "select municipality_code, municipality from dim_municipality order by municipality_code",
+    "summary": "select * from kpi_year_summary where year = ?",
+    "years": "select year from kpi_year_summary order by year",
+    "yoy": """select municipality_code, measure, value, prev_value, change, change_pct, population_year,
+                     months_with_data
+              from kpi_year_over_year where year = ?""",
+    "callouts_by_month": "select month, callouts from rpt_callouts_by_month where year(month) = ? order by month",
+    "response": """select municipality_code, responses, mean_min, p90_min, share_within_10_min, share_within_20_min,
+                          low_sample
+                   from kpi_response_times
+                   where period_grain = 'year' and year(period_start) = ? and cause is null""",
+    "trend": """select quarter_start, municipality_code, responses, mean_min, prev_mean_min, change_min,
+                       change_ci_low_min, change_ci_high_min, change_significant, prev_responses
+                from kpi_response_time_trend where cause is null and year(quarter_start) = ?
+                order by quarter_start desc""",
+    "spread": """select longest_municipality, longest_mean_min, shortest_municipality, shortest_mean_min, spread_min
+                 from kpi_response_time_spread
+                 where period_grain = 'year' and year(period_start) = ? and cause is null""",
+    "quarters": """select period_start, municipality_code, mean_min, responses from kpi_response_times
+                   where period_grain = 'quarter' and cause is null and municipality_code is not null
+                   and year(period_start) in (?, ?) order by period_start, municipality_code""",
+    "goals": """select year, goal, municipality_code, municipality, value, district_value, gap_min, responses,
+                       prev_value, change, met
+                from kpi_goal_progress where year <= ? order by goal, municipality_code, year""",
+    "revisions": """select table_name, column_name, month, municipality_code, municipality, category, priority,
+                           old_value, new_value, inputs_changed, code_changed, responses_now
+                    from rpt_revisions where release_id = (select release_id from _release)
+                    order by table_name, month, municipality_code nulls first, category, priority, column_name""",
+    "quality": """select month, municipality, source, quarantined_share from kpi_data_quality
+                  where year(month) = ? and municipality_code is not null and quarantined_share > 0.01
+                  order by quarantined_share desc, month, municipality_code, source""",
 }
 
 
+def query_params(name: str, year: int) -> list[int]:
+    """The year, for each `?` of a query (the quarterly chart also shows the year before)."""
+    return [year - 1, year] if name == "quarters" else [year] * QUERIES[name].count("?")
+
+
 def count(value) -> str:
-    """A count as published outside the police: under 3 shown as "<3"."""
+    """A count as published outside the police: under 3 shown as "<3"; the marks pass through."""
     if value is None:
         return "–"
-    return "<3" if 0 < value < 3 else f"{value:,}".replace(",", ".")
+    if value in (PRIMARY, SECONDARY):
+        return value
+    return PRIMARY if 0 < value < 3 else f"{value:,.0f}".replace(",", ".")
 
 
 def minutes(value) -> str:
+    """Minutes as m:ss (from the unrounded value; 12.9999 is 13:00, never 12:60)."""
     if value is None:
         return "–"
-    whole = int(value)
-    return f"{whole}:{round((value - whole) * 60):02d}"
+    if value in (PRIMARY, SECONDARY):
+        return value
+    seconds = round(abs(value) * 60)
+    return f"{'-' if value < 0 else ''}{seconds // 60}:{seconds % 60:02d}"
+
+
+def share(value) -> str:
+    if value is None:
+        return "–"
+    if value in (PRIMARY, SECONDARY):
+        return value
+    return f"{100 * value:.0f} %"
+
+
+def decimal(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if value in (PRIMARY, SECONDARY):
+        return value
+    return f"{value:,.{digits}f}".replace(",", "X").replace(".", ",").replace("X", ".")
+
+
+def arrow(change, significant=None) -> str:
+    """↑ / ↓ / → for a change; "ikke signifikant" where a test says so."""
+    if change is None:
+        return "–"
+    mark = "↑" if change > 0 else "↓" if change < 0 else "→"
+    return mark if significant is None or significant else f"{mark} (ikke signifikant)"
 
 
 def _svg(fig) -> str:
@@ -62,79 +139,208 @@ def _plt():
 
 
 def gather(con: duckdb.DuckDBPyConnection, year: int) -> dict:
-    """Everything the report shows, read from the release's tables."""
-    q = lambda sql, *p: con.execute(sql, list(p)).fetchall()  # noqa: E731
-    names = dict(q("select municipality_code, municipality from dim_municipality"))
-    summary_cols = [d[0] for d in con.execute("select * from kpi_year_summary limit 0").description]
-    summary = q("select * from kpi_year_summary where year = ?", year)
-    release = dict(zip([d[0] for d in con.execute("select * from _release").description],
-                       q("select * from _release")[0], strict=True))
+    """Everything the report shows, selected from the release's tables."""
+    data = {}
+    for name, sql in QUERIES.items():
+        cur = con.execute(sql, query_params(name, year))
+        cols = [d[0] for d in cur.description]
+        data[name] = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+    cur = con.execute("select * from _release")
+    data["release"] = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
+    data["names"] = {r["municipality_code"]: r["municipality"] for r in data["names"]}
+    data["summary"] = data["summary"][0] if data["summary"] else {}
+    data["year"] = year
+    data["period_end"] = min(dt.date(year, 12, 31), data["release"]["data_through"] or dt.date(year, 12, 31))
+    last = data["trend"][0]["quarter_start"] if data["trend"] else None
+    data["trend"] = {r["municipality_code"]: r for r in data["trend"] if r["quarter_start"] == last}
+    data["trend_quarter"] = last
+    return data
+
+
+def measure(data: dict, name: str, code: int | None = None) -> dict:
+    return next((r for r in data["yoy"] if r["measure"] == name and r["municipality_code"] == code), {})
+
+
+def cell(text: str, total: bool = False) -> dict:
+    return {"text": text, "total": total, "hidden": text in (PRIMARY, SECONDARY)}
+
+
+def per_1000_table(data: dict) -> dict:
+    """Reports and reports per 1,000 per municipality, highest rate first, the district as the total row."""
+    rows = sorted((r for r in data["yoy"] if r["measure"] == "reports_per_1000" and r["municipality_code"]),
+                  key=lambda r: -r["value"])
+    counts = [measure(data, "reports", r["municipality_code"]).get("value") for r in rows]
+    grid = protect([[c] for c in counts], col_totals=True)
+    body = []
+    for i, r in enumerate(rows):
+        shown = grid.shown(i, 0)
+        body.append({"label": data["names"][r["municipality_code"]], "cells": [
+            cell(count(shown)), cell(decimal(hidden_with(counts[i], r["value"], shown == SECONDARY))),
+            cell(arrow(r["change"])), cell(str(r["population_year"]))]})
+    district = measure(data, "reports_per_1000")
+    total = SECONDARY if 0 in grid.hidden_col_totals else measure(data, "reports").get("value")
+    body.append({"label": DISTRICT, "total": True, "cells": [
+        cell(count(total), True), cell(decimal(district.get("value")), True), cell(arrow(district.get("change")), True),
+        cell(str(district.get("population_year") or "–"), True)]})
+    return {"head": ["Kommune", "Anmeldelser", "Pr. 1.000 indbyggere", "Ændring fra året før", "Befolkningstal fra"],
+            "rows": body, "order": [r["municipality_code"] for r in rows]}
+
+
+def response_table(data: dict) -> dict:
+    """Response time per municipality, longest mean first, the district as the total row."""
+    rows = sorted((r for r in data["response"] if r["municipality_code"] is not None),
+                  key=lambda r: -(r["mean_min"] or 0))
+    grid = protect([[r["responses"]] for r in rows], col_totals=True)
+    body = []
+    for i, r in enumerate(rows + [next((d for d in data["response"] if d["municipality_code"] is None), None)]):
+        if r is None:
+            continue
+        total = r["municipality_code"] is None
+        n = (SECONDARY if 0 in grid.hidden_col_totals else r["responses"]) if total else grid.shown(i, 0)
+        hide = n == SECONDARY
+        t = data["trend"].get(r["municipality_code"], {})
+        change = t.get("change_min")
+        interval = "–" if t.get("change_ci_low_min") is None else \
+            f"{minutes(t['change_ci_low_min'])} til {minutes(t['change_ci_high_min'])}"
+        body.append({"label": DISTRICT if total else data["names"][r["municipality_code"]],
+                     "flag": r["low_sample"], "total": total, "cells": [
+            cell(count(n), total), cell(minutes(hidden_with(r["responses"], r["mean_min"], hide)), total),
+            cell(minutes(hidden_with(r["responses"], r["p90_min"], hide)), total),
+            cell(share(hidden_with(r["responses"], r["share_within_10_min"], hide)), total),
+            cell(share(hidden_with(r["responses"], r["share_within_20_min"], hide)), total),
+            cell(f"{arrow(change, t.get('change_significant'))} {minutes(hidden_with(r['responses'], change, hide))}"
+                 if change is not None else "–", total),
+            cell(interval if not hide else SECONDARY, total)]})
+    return {"head": ["Kommune", "Målte udrykninger", "Gennemsnit", "90 %-fraktil", "Inden for 10 min",
+                     "Inden for 20 min", "Ændring (4 kvartaler)", "95 %-interval"],
+            "rows": body, "order": [r["municipality_code"] for r in rows]}
+
+
+def outreach_table(data: dict) -> dict:
+    """Activities × municipalities with the district as each row's total (I alt)."""
+    codes = sorted(data["names"])
+    matrix = [[measure(data, f"outreach_{a}", code).get("value") or 0 for code in codes] for a in ACTIVITIES]
+    grid = protect(matrix, row_totals=True)
+    body = []
+    for i, activity in enumerate(ACTIVITIES):
+        total = SECONDARY if i in grid.hidden_row_totals else measure(data, f"outreach_{activity}").get("value")
+        body.append({"label": ACTIVITIES[activity],
+                     "cells": [cell(count(grid.shown(i, j))) for j in range(len(codes))] + [cell(count(total), True)]})
+    return {"head": ["Aktivitet", *[data["names"][c] for c in codes], "I alt"], "rows": body, "total_column": True}
+
+
+def goal_tables(data: dict) -> dict:
+    spread = [r for r in data["goals"] if r["goal"] == "shrink_spread"]
+    small = [r for r in data["goals"] if r["goal"] == "improve_small_municipality"]
+    met = {True: "ja", False: "nej", None: "–"}
     return {
-        "year": year, "names": names, "summary": dict(zip(summary_cols, summary[0], strict=True)) if summary else {},
-        "per_1000": q("""select municipality_code, sum(reports), sum(reports_per_1000), max(population_year)
-                         from kpi_reports where year(month) = ? group by 1 order by 3 desc""", year),
-        "callouts_by_month": q("""select month, sum(callouts) from kpi_callouts where year(month) = ?
-                                  group by 1 order by 1""", year),
-        "response": q("""select municipality_code, responses, mean_min, p90_min, low_sample from kpi_response_times
-                         where period_grain = 'year' and year(period_start) = ? and cause is null
-                         order by municipality_code nulls first""", year),
-        "spread": q("""select longest_municipality_code, longest_mean_min, shortest_municipality_code,
-                              shortest_mean_min, spread_min from kpi_response_time_spread
-                       where period_grain = 'year' and year(period_start) = ? and cause is null""", year),
-        "quarters": q("""select period_start, municipality_code, mean_min, low_sample from kpi_response_times
-                         where period_grain = 'quarter' and cause is null and municipality_code is not null
-                         and year(period_start) between ? - 1 and ? order by 1, 2""", year, year),
-        "outreach": q("""select activity, municipality_code, sum(activities) from kpi_outreach
-                         where year(month) = ? group by all order by 1, 2""", year),
-        "release": release,
-        "period_end": min(dt.date(year, 12, 31), release["data_through"] or dt.date(year, 12, 31)),
+        "spread": {"head": ["År", "Spredning", "Ændring", "Mindre end året før"], "rows": [
+            {"label": str(r["year"]), "cells": [cell(minutes(r["value"])), cell(minutes(r["change"])),
+                                                cell(met[r["met"]])]} for r in spread]},
+        "small": {"head": ["Kommune", "År", "Målte udrykninger", "Gennemsnit", "Kredsens gennemsnit",
+                           "Forskel", "Bedre end året før"], "rows": [
+            {"label": r["municipality"], "cells": [
+                cell(str(r["year"])), cell(count(r["responses"])),
+                cell(minutes(hidden_with(r["responses"], r["value"]))), cell(minutes(r["district_value"])),
+                cell(minutes(hidden_with(r["responses"], r["gap_min"]))), cell(met[r["met"]])]} for r in small]},
     }
 
 
-def charts(data: dict) -> dict[str, str]:
+def revisions_table(data: dict) -> dict:
+    rows = []
+    for r in data["revisions"][:40]:
+        is_mean = r["column_name"] == "mean_min"
+        fmt = (lambda v, r=r: minutes(hidden_with(r["responses_now"], v))) if is_mean else count
+        where = r["municipality"] or ("alle kommuner" if r["municipality_code"] is None else "?")
+        what = r["category"] or "alle årsager"
+        rows.append({"label": f"{TABLE_LABELS.get(r['table_name'], r['table_name'])}, "
+                              f"{COLUMN_LABELS.get(r['column_name'], r['column_name'])}",
+                     "cells": [cell(f"{r['month']:%Y-%m}"), cell(where), cell(what),
+                               cell(fmt(r["old_value"])), cell(fmt(r["new_value"])),
+                               cell("data" if r["inputs_changed"] else "kode" if r["code_changed"] else "–")]})
+    return {"head": ["Tal", "Måned", "Kommune", "Kategori", "Før", "Nu", "Årsag"], "rows": rows,
+            "more": max(len(data["revisions"]) - 40, 0)}
+
+
+def charts(data: dict, per_1000: dict, response: dict) -> dict[str, str]:
     plt = _plt()
     names = data["names"]
     out = {}
-    rows = data["per_1000"]
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    ax.barh([names[r[0]] for r in rows][::-1], [r[2] for r in rows][::-1], color="#1f4e79")
-    ax.set_xlabel(f"Anmeldelser pr. 1.000 indbyggere, {data['year']}")
-    out["per_1000"] = _svg(fig)
+    rates = {r["municipality_code"]: r["value"] for r in data["yoy"]
+             if r["measure"] == "reports_per_1000" and r["municipality_code"]}
+    if rates:
+        order = per_1000["order"]
+        fig, ax = plt.subplots(figsize=(7, 2.8))
+        values = [rates[c] for c in order][::-1]
+        ax.plot(values, [names[c] for c in order][::-1], "o", color="#1f4e79")
+        low, high = min(values), max(values)
+        pad = max((high - low) * 0.15, 1)
+        ax.set_xlim(low - pad, high + pad)  # the differences, not the distance from 0 (the axis says so)
+        ax.set_xlabel(f"Anmeldelser pr. 1.000 indbyggere, {data['year']} (aksen starter ikke ved 0)")
+        ax.grid(axis="x", color="#ddd")
+        out["per_1000"] = _svg(fig)
 
     months = data["callouts_by_month"]
-    fig, ax = plt.subplots(figsize=(7, 2.6))
-    ax.bar([MONTHS[m[0].month - 1] for m in months], [m[1] for m in months], color="#1f4e79")
-    ax.set_ylabel("Udrykninger")
-    out["callouts"] = _svg(fig)
+    if months:
+        fig, ax = plt.subplots(figsize=(7, 2.6))
+        ax.plot([MONTHS[m["month"].month - 1] for m in months], [m["callouts"] for m in months], "o-",
+                color="#1f4e79")
+        ax.set_ylabel("Udrykninger (aksen starter ikke ved 0)")
+        ax.grid(axis="y", color="#ddd")
+        out["callouts"] = _svg(fig)
 
-    response = [r for r in data["response"] if r[0] is not None and r[2] is not None]
-    response.sort(key=lambda r: r[2], reverse=True)
-    district = next((r for r in data["response"] if r[0] is None), None)
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    labels = [names[r[0]] + (" *" if r[4] else "") for r in response][::-1]
-    ax.barh(labels, [r[3] for r in response][::-1], color="#9dc3e6", label="90 %-fraktil")
-    ax.barh(labels, [r[2] for r in response][::-1], color="#1f4e79", label="Gennemsnit")
-    if district and district[2] is not None:
-        ax.axvline(district[2], color="#c00000", linestyle="--", label=f"Kredsens gennemsnit {minutes(district[2])}")
-    ax.set_xlabel("Minutter fra anmeldelse til første patrulje er fremme")
-    ax.legend(loc="lower right", frameon=False)
-    out["response"] = _svg(fig)
+    timed = {r["municipality_code"]: r for r in data["response"]}
+    order = [c for c in response["order"] if timed[c]["mean_min"] is not None and timed[c]["responses"] >= 3]
+    if order:
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        labels_ = [names[c] + (" *" if timed[c]["low_sample"] else "") for c in order][::-1]
+        ax.plot([timed[c]["p90_min"] for c in order][::-1], labels_, "s", color="#9dc3e6", label="90 %-fraktil")
+        ax.plot([timed[c]["mean_min"] for c in order][::-1], labels_, "o", color="#1f4e79", label="Gennemsnit")
+        district = timed.get(None)
+        if district and district["mean_min"] is not None:
+            ax.axvline(district["mean_min"], color="#c00000", linestyle="--",
+                       label=f"Kredsens gennemsnit {minutes(district['mean_min'])}")
+        ax.set_xlabel("Minutter fra anmeldelse til første patrulje er fremme")
+        ax.grid(axis="x", color="#ddd")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        out["response"] = _svg(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 3))
-    for code in sorted({r[1] for r in data["quarters"]}):
-        points = [(r[0], r[2]) for r in data["quarters"] if r[1] == code]
-        ax.plot([f"K{(p[0].month - 1) // 3 + 1} {p[0].year}" for p in points], [p[1] for p in points],
-                marker="o", label=names[code])
-    ax.set_ylabel("Gns. responstid (min)")
-    ax.legend(ncol=4, fontsize=7, frameon=False)
-    out["trend"] = _svg(fig)
+    quarters = [q for q in data["quarters"] if q["responses"] >= 3]
+    if quarters:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        for code in sorted({q["municipality_code"] for q in quarters}):
+            points = [q for q in quarters if q["municipality_code"] == code]
+            ax.plot([f"K{(p['period_start'].month - 1) // 3 + 1} {p['period_start'].year}" for p in points],
+                    [p["mean_min"] for p in points], marker="o", label=names[code])
+        ax.set_ylabel("Gns. responstid (min)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
+        out["trend"] = _svg(fig)
+
+    spread = [r for r in data["goals"] if r["goal"] == "shrink_spread" and r["value"] is not None]
+    small = [r for r in data["goals"] if r["goal"] == "improve_small_municipality" and r["value"] is not None]
+    if spread or small:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8))
+        years = [r["year"] for r in spread]
+        left.plot(years, [r["value"] for r in spread], "o-", color="#1f4e79")
+        left.set_title("Spredning mellem kommunerne (min)", fontsize=9)
+        left.set_xticks(years)
+        district = {r["year"]: r["district_value"] for r in small}
+        right.plot(sorted(district), [district[y] for y in sorted(district)], "--", color="#c00000",
+                   label="Kredsens gennemsnit")
+        for name in sorted({r["municipality"] for r in small}):
+            points = [r for r in small if r["municipality"] == name]
+            right.plot([p["year"] for p in points], [p["value"] for p in points], "o-", label=name)
+        right.set_title("De mindre kommuner (gns. min)", fontsize=9)
+        right.set_xticks(sorted(district))
+        right.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
+        out["goals"] = _svg(fig)
     return out
 
 
 def render(release_file: Path, year: int | None = None) -> str:
     """The report of one release file as a self-contained HTML page."""
     with duckdb.connect(str(release_file), read_only=True) as con:
-        held = [r[0] for r in con.execute("select year from kpi_year_summary order by year").fetchall()]
+        held = [r[0] for r in con.execute(QUERIES["years"]).fetchall()]
         year = year or (held[-1] if held else None)
         if year is None:
             raise ValueError(f"{release_file} holds no year to report")
@@ -143,12 +349,18 @@ def render(release_file: Path, year: int | None = None) -> str:
                              f"{', '.join(map(str, held))}")
         data = gather(con, year)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
-    env.filters.update(count=count, minutes=minutes)
-    quarantine = json.loads(data["release"]["quarantine_summary"] or "{}")
-    audit = json.loads(data["release"]["validation_summary"] or "{}")
+    env.filters.update(count=count, minutes=minutes, arrow=arrow, decimal=decimal)
+    per_1000, response = per_1000_table(data), response_table(data)
+    partial = {m: r["months_with_data"] for m in ("reports", "callouts", "responses")
+               if (r := measure(data, m)) and r["months_with_data"] < 12}
     return env.get_template("report.html").render(
-        data=data, charts=charts(data), quarantine=quarantine, audit=audit, activity_labels=ACTIVITY_LABELS,
-        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), escape=html.escape)
+        data=data, charts=charts(data, per_1000, response), per_1000=per_1000, response=response,
+        outreach=outreach_table(data), goals=goal_tables(data), revisions=revisions_table(data),
+        tiles=[(label, data["summary"].get(key), key) for key, label in labels("kpi_year_summary")],
+        yoy={m: measure(data, m) for m in ("reports", "callouts")}, partial=partial,
+        quarantine=json.loads(data["release"]["quarantine_summary"] or "{}"),
+        audit=json.loads(data["release"]["validation_summary"] or "{}"),
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def write_report(release_file: Path, out: Path, year: int | None = None) -> Path:

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import duckdb
 
+from flows.build.models import labels
 from flows.config import Settings
 from flows.ingest.state import db_path
 from flows.release import store
-
-HEADLINE = [("reports", "Reports"), ("callouts", "Call-outs"), ("mean_response_min", "Mean response (min)"),
-            ("safety_ambassadors", "Safety ambassadors"), ("mobile_station_outings", "Mobile station outings"),
-            ("safety_followups", "Safety follow-ups")]
 
 
 def _headline(stable: Path) -> list[str]:
@@ -24,7 +21,7 @@ def _headline(stable: Path) -> list[str]:
         return ["(no data)"]
     data = dict(zip(cols, row, strict=True))
     lines = [f"| KPI ({data['year']}) | value |", "|---|---:|"]
-    for key, label in HEADLINE:
+    for key, label in labels("kpi_year_summary"):
         value = data[key]
         text = "–" if value is None else (f"{value:.2f}" if isinstance(value, float) else f"{value:,}")
         lines.append(f"| {label} | {text} |")

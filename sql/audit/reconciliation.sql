@@ -59,6 +59,8 @@ union all select 'data quality: quarantined rows = rows quarantined in the files
        (select coalesce(sum(rows_quarantined), 0) from state.files
         where status = 'ingested' and source in ('reports', 'dispatches', 'outreach')),
        (select coalesce(sum(rows_quarantined), 0) from kpi_data_quality)
+union all select 'report: call-outs by month = kpi_callouts',
+       (select coalesce(sum(callouts), 0) from kpi_callouts), (select coalesce(sum(callouts), 0) from rpt_callouts_by_month)
 union all select 'row conservation: read = staged + quarantined (every ingested file)',
        (select count(*) from state.files where status = 'ingested'),
        (select count(*) from state.files where status = 'ingested' and rows_read = rows_staged + rows_quarantined)
