@@ -31,7 +31,7 @@ def mounted(tmp_path):
     """A small tmpfs for the warehouse (root only; skipped where mounting is not allowed)."""
     target = tmp_path / "warehouse"
     target.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(target)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(target)],
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root): disk-full and read-only tests skipped")
     yield target
