@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from schemas.common import in_district, integer, local_date, parses, rows_ok, whole_number
+from schemas.common import DistrictRows, integer, local_date, parses, rows_ok
 
 KEY = "ambassadoer_id"
 FILE_SCOPED_RULES = True  # ids are unique within one roster file, so validate file by file
@@ -14,27 +14,18 @@ PARSE: dict = {}  # nothing costly to parse: checks and cast parse as they go
 COLUMNS = ["ambassadoer_id", "lokalomraade", "kommunekode", "aktiv_fra", "aktiv_til", "navn"]
 
 
-class RawAmbassador(pa.DataFrameModel):
+class RawAmbassador(DistrictRows):
     """One roster row as text, before casting."""
 
     line: int
     ambassadoer_id: str = pa.Field(nullable=False)
     lokalomraade: str = pa.Field(nullable=False)
-    kommunekode: str = pa.Field(nullable=False)
     aktiv_fra: str = pa.Field(nullable=False)
     aktiv_til: str = pa.Field(nullable=True)
 
     @pa.check("aktiv_fra", "aktiv_til", name="local_date")
     def dates(cls, data):
         return parses(data, local_date(data.key))
-
-    @pa.check("kommunekode", name="kommunekode_integer")
-    def kommune_int(cls, data):
-        return whole_number(data)
-
-    @pa.check("kommunekode", name="kommunekode_in_district")
-    def kommune(cls, data):
-        return in_district(data)
 
     @pa.dataframe_check(name="ambassadoer_id_unique_in_roster")
     def unique_id(cls, data):

@@ -108,3 +108,19 @@ def rule_names(failure_cases: pl.DataFrame, model_name: str) -> pl.DataFrame:
         .otherwise(pl.col("column") + "_" + pl.col("check"))
     )
     return named.group_by("index").agg(pl.col("rule").unique().sort().str.join("; ").alias("rules"))
+
+
+class DistrictRows(pa.DataFrameModel):
+    """A raw model whose rows name a municipality of the district (`kommunekode`): the column and
+    its two rules, written once for every source that has it."""
+
+    kommunekode: str = pa.Field(nullable=False)
+
+    # Named as the rules they are: pandera reports an inherited check by its method's name.
+    @pa.check("kommunekode", name="kommunekode_integer")
+    def kommunekode_integer(cls, data):
+        return whole_number(data)
+
+    @pa.check("kommunekode", name="kommunekode_in_district")
+    def kommunekode_in_district(cls, data):
+        return in_district(data)

@@ -11,7 +11,7 @@ import polars as pl
 from pandera.engines.polars_engine import DateTime
 
 from schemas.common import (
-    in_district,
+    DistrictRows,
     integer,
     integer_in,
     iso_ts,
@@ -44,7 +44,7 @@ def boolean(col: str) -> pl.Expr:
     return pl.when(text == "true").then(True).when(text == "false").then(False)
 
 
-class RawDispatch(pa.DataFrameModel):
+class RawDispatch(DistrictRows):
     """One call-out as text, before casting."""
 
     line: int
@@ -56,7 +56,6 @@ class RawDispatch(pa.DataFrameModel):
     prioritet: str = pa.Field(nullable=False)
     aarsag: str = pa.Field(nullable=False)
     responstid_maalt: str = pa.Field(nullable=False)
-    kommunekode: str = pa.Field(nullable=False)
     aflyst: str = pa.Field(nullable=False)
     sidst_aendret: str = pa.Field(nullable=False)
     journalnr: str = pa.Field(nullable=True)
@@ -87,14 +86,6 @@ class RawDispatch(pa.DataFrameModel):
     @pa.check("responstid_maalt", "aflyst", name="json_boolean")
     def booleans(cls, data):
         return parses(data, boolean(data.key))
-
-    @pa.check("kommunekode", name="kommunekode_integer")
-    def kommune_int(cls, data):
-        return whole_number(data)
-
-    @pa.check("kommunekode", name="kommunekode_in_district")
-    def kommune(cls, data):
-        return in_district(data)
 
     @pa.dataframe_check(name="disponeret_not_before_modtaget")
     def dispatched_after_call(cls, data):

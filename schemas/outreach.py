@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandera.polars as pa
 import polars as pl
 
-from schemas.common import in_district, integer, local_date, parses, passes, whole_number
+from schemas.common import DistrictRows, integer, local_date, parses, passes, whole_number
 
 # The allowed values of `aktivitet`, with the Danish label the overview and the report print.
 ACTIVITIES = {
@@ -19,12 +19,11 @@ PARSE: dict = {}  # nothing costly to parse: checks and cast parse as they go
 COLUMNS = ["dato", "kommunekode", "aktivitet", "antal", "lokalomraade", "note"]
 
 
-class RawOutreach(pa.DataFrameModel):
+class RawOutreach(DistrictRows):
     """One activity-log row as text, before casting."""
 
     line: int
     dato: str = pa.Field(nullable=False)
-    kommunekode: str = pa.Field(nullable=False)
     aktivitet: str = pa.Field(nullable=False)
     antal: str = pa.Field(nullable=False)
     lokalomraade: str = pa.Field(nullable=True)
@@ -32,14 +31,6 @@ class RawOutreach(pa.DataFrameModel):
     @pa.check("dato", name="dato_local_date")
     def date(cls, data):
         return parses(data, local_date(data.key))
-
-    @pa.check("kommunekode", name="kommunekode_integer")
-    def kommune_int(cls, data):
-        return whole_number(data)
-
-    @pa.check("kommunekode", name="kommunekode_in_district")
-    def kommune(cls, data):
-        return in_district(data)
 
     @pa.check("aktivitet", name="aktivitet_allowed_value")
     def activity(cls, data):

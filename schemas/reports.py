@@ -7,7 +7,7 @@ import polars as pl
 from pandera.engines.polars_engine import DateTime
 
 from schemas.common import (
-    in_district,
+    DistrictRows,
     integer,
     local_ts,
     parsed,
@@ -15,7 +15,6 @@ from schemas.common import (
     parses,
     passes,
     rows_ok,
-    whole_number,
 )
 
 LAW_AREAS = ["Straffelov", "Færdselslov", "Særlov"]
@@ -26,14 +25,13 @@ COLUMNS = ["journalnr", "anmeldt_tid", "gerningstid_fra", "kommunekode", "lovomr
 PARSE = {"anmeldt_tid": local_ts, "gerningstid_fra": local_ts, "sidst_aendret": local_ts}
 
 
-class RawReport(pa.DataFrameModel):
+class RawReport(DistrictRows):
     """One report row as text, before casting; personal-data columns already dropped."""
 
     line: int
     journalnr: str = pa.Field(nullable=False)
     anmeldt_tid: str = pa.Field(nullable=False)
     gerningstid_fra: str = pa.Field(nullable=True)
-    kommunekode: str = pa.Field(nullable=False)
     lovomraade: str = pa.Field(nullable=False)
     overtraedelse: str = pa.Field(nullable=False)
     sidst_aendret: str = pa.Field(nullable=False)
@@ -49,14 +47,6 @@ class RawReport(pa.DataFrameModel):
     @pa.check("anmeldt_tid", "gerningstid_fra", "sidst_aendret", name="local_timestamp")
     def timestamps(cls, data):
         return parses(data, pl.col(parsed(data.key)))
-
-    @pa.check("kommunekode", name="kommunekode_integer")
-    def kommune_int(cls, data):
-        return whole_number(data)
-
-    @pa.check("kommunekode", name="kommunekode_in_district")
-    def kommune_district(cls, data):
-        return in_district(data)
 
     @pa.check("lovomraade", name="lovomraade_allowed_value")
     def law_area(cls, data):
