@@ -46,10 +46,24 @@ def sample(
     scale: Annotated[int, typer.Option(min=1, max=1000, help="Multiply every volume by N (55 = ~11M reports).")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 2019,
     days: Annotated[int | None, typer.Option(min=1, max=366, help="Only the first N days of each year (a small sample for tests).")] = None,
+    late_delivery: Annotated[str | None, typer.Option(metavar="YYYY-MM", help="Instead: add to the landing folder --out a late re-delivery that restates the response times of a closed month in Lolland (for the revisions log: refresh, add it, refresh again).")] = None,
 ) -> None:
-    """Write a deterministic sample landing folder calibrated to the district's 2019 deck."""
-    from sample import SampleSpec, parse_years, write_sample
+    """Write a deterministic sample landing folder calibrated to the district's 2019 deck.
 
+    Several years (--years 2015-2019) show a trend: response times fall year by year toward 2019,
+    the spread shrinks, Sorø improves and Faxe does not. --late-delivery adds a later correction."""
+    from sample import SampleSpec, parse_years, write_late_delivery, write_sample
+
+    if late_delivery:
+        if not (out / "dispatches").is_dir():
+            fail(f"--late-delivery adds to a landing folder: {out / 'dispatches'} does not exist (write the sample first)")
+        try:
+            late = write_late_delivery(out, month=late_delivery)
+        except ValueError as exc:
+            fail(str(exc))
+        console.print(f"OK: wrote {late.path}: {late.changed} of {late.responses} responses in Lolland {late.month} "
+                      f"{late.seconds_earlier} s shorter (mean {late.mean_before_min:.2f} -> {late.mean_after_min:.2f} min)")
+        return
     try:
         years = parse_years(year)
     except ValueError as exc:
@@ -429,18 +443,28 @@ def diff(
         t.add_row(table, f"{d['added']:,}", f"{d['removed']:,}", f"{d['changed']:,}")
     console.print(t)
     names = result["municipalities"]
+    restated = result["restated"]
+    console.print(f"restated values of closed months (kpi_revisions): {len(restated):,}", highlight=False)
+    for r in restated[:limit]:
+        key = ", ".join(f"{k} {v if v is not None else 'all'}" + (f" {names[str(v)]}" if str(v) in names and k.endswith("municipality_code") else "")
+                        for k, v in json.loads(r["key"]).items())
+        why = "inputs" if r["inputs_changed"] else "code" if r["code_changed"] else "?"
+        console.print(f"  {r['table_name']}.{r['column_name']} {key}: {_cell(r['old_value'])} -> {_cell(r['new_value'])} "
+                      f"(release {r['release_id']}, {why} changed)", soft_wrap=True, highlight=False)
     for table, d in result["tables"].items():
         for ex in d["examples"]:
-            key = ", ".join(f"{k} {v if v is not None else 'all'}" + (f" {names[v]}" if v in names and k.endswith("municipality_code") else "")
+            key = ", ".join(f"{k} {v if v is not None else d['null_means']}" + (f" {names[v]}" if v in names and k.endswith("municipality_code") else "")
                             for k, v in ex["key"].items())
             values = "; ".join(f"{col} {_cell(old)} -> {_cell(new)}" for col, (old, new) in ex["values"].items())
             console.print(f"  {table} {ex['change']}: {key}: {values}", soft_wrap=True, highlight=False)
 
 
-def _cell(text: str | None) -> str:
+def _cell(text: str | float | None) -> str:
     """A KPI value as people read it: (none), 1,763, 12.09; dates and words as they are."""
     if text is None:
         return "(none)"
+    if isinstance(text, float):
+        return f"{text:,.0f}" if text.is_integer() else f"{text:,.2f}"
     try:
         return f"{int(text):,}"
     except ValueError:

@@ -6,6 +6,7 @@ and the audit's expectations. A test fails when a published table or column has 
     description = "..."
     keys = ["month", "municipality_code"]     # the row's key, in table order
     rollup_keys = ["municipality_code"]        # keys that may be NULL: a rollup row ("all")
+    null_means = "all"                         # or what else a NULL key says ("not attributable")
     [incremental]                              # optional: how a nightly build patches it
     unique_key = "journal_number"              #   a fact: rows depend only on their key's versions,
     source = "staged_reports"                  #   staged in this state table under
@@ -51,6 +52,7 @@ class ModelMeta:
     incremental: dict = field(default_factory=dict)
     expect: tuple[dict, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    null_means: str = "all"  # what a NULL key says (a rollup's "all"; kpi_data_quality: "not attributable")
 
     def allowed_values(self, rule: dict) -> list:
         """An expectation's allowed values: listed, or taken from the rules that define them."""
@@ -60,7 +62,7 @@ class ModelMeta:
         return list(getattr(importlib.import_module(module), name))
 
 
-KNOWN = {"description", "columns", "keys", "rollup_keys", "incremental", "expect", "labels"}
+KNOWN = {"description", "columns", "keys", "rollup_keys", "null_means", "incremental", "expect", "labels"}
 
 
 def load(root: Path = SQL_DIR) -> dict[str, ModelMeta]:
@@ -81,7 +83,8 @@ def load(root: Path = SQL_DIR) -> dict[str, ModelMeta]:
             raise MetadataError(f"{path}: no description")
         meta = ModelMeta(path.stem, path, doc["description"], dict(doc.get("columns", {})),
                          tuple(doc.get("keys", ())), tuple(doc.get("rollup_keys", ())),
-                         dict(doc.get("incremental", {})), tuple(doc.get("expect", ())), dict(doc.get("labels", {})))
+                         dict(doc.get("incremental", {})), tuple(doc.get("expect", ())), dict(doc.get("labels", {})),
+                         doc.get("null_means", "all"))
         if bad := [k for k in meta.labels if k not in meta.columns]:
             raise MetadataError(f"{path}: labels for columns it does not describe: {bad}")
         if bad := [k for k in meta.rollup_keys if k not in meta.keys]:
@@ -93,6 +96,11 @@ def load(root: Path = SQL_DIR) -> dict[str, ModelMeta]:
 def table_keys(root: Path = SQL_DIR) -> dict[str, list[str]]:
     """Key columns of every keyed table, in table order (for diff and the revisions log)."""
     return {name: list(m.keys) for name, m in load(root).items() if m.keys}
+
+
+def null_means(root: Path = SQL_DIR) -> dict[str, str]:
+    """What a NULL key says, per keyed table."""
+    return {name: m.null_means for name, m in load(root).items() if m.keys}
 
 
 def labels(model: str, root: Path = SQL_DIR) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build.models import table_keys
+from flows.build.models import null_means, table_keys
 from flows.build.runner import sql_literal
 from flows.ingest.readers import file_sha256
 from flows.ingest.state import state_lock
@@ -315,7 +315,8 @@ def _entry_from_file(path: Path, sha256: str) -> dict | None:
 
 
 def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
-    """Which KPI rows were added, removed or changed from release a to b, and why (inputs, code)."""
+    """Which KPI rows were added, removed or changed from release a to b, and why (inputs, code);
+    `restated`: the values of closed months that the releases after a restated (kpi_revisions)."""
     paths = [warehouse / checked_release(warehouse, r)["file"] for r in (a, b)]
     con = duckdb.connect()
     for alias, path in zip(("a", "b"), paths, strict=True):
@@ -331,7 +332,18 @@ def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
            "municipalities": {str(code): name for code, name in con.execute(
                "select municipality_code, municipality from b.dim_municipality").fetchall()},
            "tables": {}}
+    held = {r[0] for r in con.execute("select table_name from duckdb_tables() where database_name = 'a'").fetchall()}
+    # The restatements of closed months logged since A (B's log minus A's; A may predate the log)
+    out["restated"] = [dict(zip(("release_id", "table_name", "key", "column_name", "old_value", "new_value",
+                                 "inputs_changed", "code_changed"), row, strict=True)) for row in con.execute(f"""
+        select release_id, table_name, key, column_name, old_value, new_value, inputs_changed, code_changed
+        from b.kpi_revisions
+        {"where release_id not in (select release_id from a.kpi_revisions)" if "kpi_revisions" in held else ""}
+        order by release_id, table_name, key, column_name""").fetchall()]
+    nulls = null_means()
     for table, keys in table_keys().items():
+        if table == "kpi_revisions" or table.startswith("rpt_"):
+            continue  # the log is shown as `restated`; the report's models repeat the kpi_ tables
         cols = [r[0] for r in con.execute(f"select column_name from duckdb_columns() where database_name = 'b' "
                                           f"and table_name = '{table}' order by column_index").fetchall()]
         values = [c for c in cols if c not in keys]
@@ -339,17 +351,15 @@ def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
         differs = " or ".join(f"a.{v} is distinct from b.{v}" for v in values)
         key_expr = ", ".join(f"'{k}': coalesce(b.{k}, a.{k})::varchar" for k in keys)
         rows = con.execute(f"""
-            select case when a.{keys[0]} is null and a.{values[0]} is null then 'added'
-                        when b.{keys[0]} is null and b.{values[0]} is null then 'removed'
-                        else 'changed' end as change,
+            select case when a._in is null then 'added' when b._in is null then 'removed' else 'changed' end,
                    {{ {key_expr} }} as key,
                    {{ {', '.join(f"'{v}': [a.{v}::varchar, b.{v}::varchar]" for v in values)} }} as vals
-            from a.{table} as a full outer join b.{table} as b on {on}
-            where a.{keys[0]} is null and a.{values[0]} is null or b.{keys[0]} is null and b.{values[0]} is null
-               or {differs}
+            from (select *, true as _in from a.{table}) as a
+            full outer join (select *, true as _in from b.{table}) as b on {on}
+            where a._in is null or b._in is null or {differs}
         """).fetchall()
         counts = {k: sum(1 for r in rows if r[0] == k) for k in ("added", "removed", "changed")}
-        out["tables"][table] = {**counts, "examples": [
+        out["tables"][table] = {**counts, "null_means": nulls[table], "examples": [
             {"change": r[0], "key": r[1], "values": {k: v for k, v in r[2].items() if v[0] != v[1]}}
             for r in rows[:limit]]}
     con.close()

@@ -75,7 +75,11 @@ window_stats as (
         avg(response_seconds) / 60 as mean_min,
         quantile_cont(response_seconds, 0.5) / 60 as median_min,
         quantile_cont(response_seconds, 0.9) / 60 as p90_min,
-        stddev_samp(response_seconds) / 60 as sd_min
+        -- stddev_samp from exact integer sums: a float sum's order varies with DuckDB's threads, and
+        -- a re-run must give bit-identical results
+        case when count(*) > 1 then sqrt((count(*)::hugeint * sum(response_seconds::hugeint * response_seconds)
+            - sum(response_seconds::hugeint) * sum(response_seconds::hugeint))::double
+            / (count(*) * (count(*) - 1))) end / 60 as sd_min
     from windowed
     group by grouping sets (
         (window_end, municipality_code, cause),
