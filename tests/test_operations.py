@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.ingest.readers import file_sha256
+from flows.files import file_sha256
 from flows.release.store import load_manifest
 from tests.conftest import cli, copy_folders, wait_final, wait_for_deployment
 

@@ -12,13 +12,16 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from flows.atomic import write_parquet_atomic
-from flows.ingest import readers, state
+from flows.files import file_sha256, write_parquet_atomic
+from flows.ingest import state
 from flows.ingest.sources import SOURCES
-from flows.ingest.validate import broken_to_quarantine, validate_rows
+
+if TYPE_CHECKING:  # the readers (numpy, pyarrow) and the rules (Pandera) load when a file is read
+    from flows.ingest import readers
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ def _archive(state_dir: Path, sha256: str, parsed: readers.Parsed) -> None:
 
 
 def _archived_broken(state_dir: Path, sha256: str) -> pl.DataFrame:
+    from flows.ingest import readers
+
     path = state.archive_path(state_dir, sha256, "broken")
     return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=readers.BROKEN_SCHEMA)
 
@@ -123,6 +128,8 @@ def process_files(files: list[LandingFile], landing: Path, state_dir: Path, work
                   hashes: dict[str, str]) -> list[FileResult]:
     """Read and archive the landing files of one source, several per DuckDB scan, then validate
     them in batches; files are checked and Parquet is written on a few threads."""
+    from flows.ingest import readers
+
     workdir.mkdir(parents=True, exist_ok=True)
     results: list[FileResult] = []
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="politikpi-extract") as pool:
@@ -174,6 +181,8 @@ def _batch_full(batch: list) -> bool:
 def validate_batch(batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]], workdir: Path,
                    pool: ThreadPoolExecutor) -> list[FileResult]:
     """Validate several files of one source in one Pandera call; park each file's outcome."""
+    from flows.ingest.validate import broken_to_quarantine, validate_rows
+
     if not batch:
         return []
     source = SOURCES[batch[0][0]["source"]]
@@ -207,7 +216,7 @@ def changed_files(landing: Path, state_dir: Path) -> tuple[list[LandingFile], li
         prior = known.get(lf.identity)
         if prior and prior[1:] == (lf.size_bytes, lf.mtime_ns, lf.path):
             continue  # same path, size and mtime as when ingested: unchanged, no need to re-hash
-        sha = readers.file_sha256(landing / lf.path)
+        sha = file_sha256(landing / lf.path)
         if prior and prior[0] == sha:
             continue
         todo.append(lf)

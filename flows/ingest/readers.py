@@ -9,7 +9,6 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
-import hashlib
 import io
 import itertools
 import os
@@ -63,12 +62,6 @@ class Parsed:
 
 def max_bytes() -> int:
     return int(os.environ.get("POLITIKPI_MAX_FILE_BYTES", 4 << 30))
-
-
-def file_sha256(path: Path) -> str:
-    """The content hash that identifies a landing file, and checks a release file."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def is_gzip(path: Path) -> bool:

@@ -1,12 +1,11 @@
-"""The four landing sources: where their files live and which schema module governs them."""
+"""The four landing sources: where their files live and which schema module governs them. The
+schema modules (Pandera) are imported when first used: scanning the landing folder needs none."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from types import ModuleType
-
-from schemas import ambassadors, dispatches, outreach, reports
-from schemas.common import parsed
 
 
 @dataclass(frozen=True)
@@ -14,8 +13,16 @@ class Source:
     name: str
     folder: str
     suffixes: tuple[str, ...]
-    schema: ModuleType
-    model: type
+    module: str  # schemas.<module>
+    model_name: str  # its raw model
+
+    @property
+    def schema(self) -> ModuleType:
+        return importlib.import_module(f"schemas.{self.module}")
+
+    @property
+    def model(self) -> type:
+        return getattr(self.schema, self.model_name)
 
     @property
     def key(self) -> str | None:
@@ -33,15 +40,14 @@ class Source:
     @property
     def parsed_columns(self) -> list[str]:
         """Columns the validator adds (each costly parse done once), not read from the file."""
+        from schemas.common import parsed
+
         return [parsed(c) for c in self.schema.PARSE]
 
 
 SOURCES: dict[str, Source] = {
-    "reports": Source("reports", "reports", (".csv", ".csv.gz"), reports, reports.RawReport),
-    "dispatches": Source("dispatches", "dispatches", (".jsonl", ".jsonl.gz"), dispatches,
-                         dispatches.RawDispatch),
-    "outreach": Source("outreach", "outreach", (".csv", ".csv.gz", ".xlsx"), outreach,
-                       outreach.RawOutreach),
-    "ambassadors": Source("ambassadors", "ambassadors", (".csv", ".csv.gz"), ambassadors,
-                          ambassadors.RawAmbassador),
+    "reports": Source("reports", "reports", (".csv", ".csv.gz"), "reports", "RawReport"),
+    "dispatches": Source("dispatches", "dispatches", (".jsonl", ".jsonl.gz"), "dispatches", "RawDispatch"),
+    "outreach": Source("outreach", "outreach", (".csv", ".csv.gz", ".xlsx"), "outreach", "RawOutreach"),
+    "ambassadors": Source("ambassadors", "ambassadors", (".csv", ".csv.gz"), "ambassadors", "RawAmbassador"),
 }

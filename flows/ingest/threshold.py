@@ -9,8 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
-from flows.atomic import write_json_atomic
 from flows.config import Settings
+from flows.files import write_json_atomic
 from flows.ingest.extract import FileResult
 from flows.ingest.quarantine import PENDING
 from flows.ingest.sources import SOURCES

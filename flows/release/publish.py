@@ -15,7 +15,7 @@ from flows.build.runner import sql_literal
 from flows.build.transform import quote_path
 from flows.build.versions import state_version
 from flows.config import Settings
-from flows.ingest.readers import file_sha256
+from flows.files import file_sha256
 from flows.release import releases, store
 
 PUBLISH_LOCK_WAIT = 120  # seconds a publish waits for an operator's verify, repair, rollback or unpin

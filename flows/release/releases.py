@@ -11,7 +11,7 @@ import duckdb
 
 from flows.build.models import null_means, table_keys
 from flows.build.runner import sql_literal
-from flows.ingest.readers import file_sha256
+from flows.files import file_sha256
 from flows.ingest.state import state_lock
 from flows.release.store import (
     KPI_STABLE,

@@ -11,8 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
-from flows.atomic import write_json_atomic
-from flows.ingest.readers import file_sha256
+from flows.files import file_sha256, write_json_atomic
 
 STABLE = "politikpi.duckdb"
 KPI_STABLE = "politikpi_kpi.duckdb"  # the KPI file's stable path: dim_municipality, kpi_ tables, _release
