@@ -11,8 +11,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	# uv installs the locked set (constraints.txt) in seconds where pip takes half a minute; if uv
+	# cannot reach the registry (an index only pip is configured for), pip does it
+	$(BIN)/python -m pip install -q -c constraints.txt uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev]' || \
+		$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	# duckdb-cli 1.4.4's wheel installs its binary without the run bit
 	if [ -f $(BIN)/duckdb ]; then chmod +x $(BIN)/duckdb; fi
 	touch $(STAMP)
