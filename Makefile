@@ -46,7 +46,7 @@ lint: venv
 
 ## make bench: the benchmarks (figures printed as tables); chaos and soak for the guarantees
 bench: venv
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py --readme
 	$(BIN)/python bench/extract_bench.py
 
 ## make drill: several workers on one state (PostgreSQL server, two process workers, manual runs)
