@@ -9,10 +9,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: venv run test lint bench drill chaos soak serve clean clean-data chromium
 
+# uv installs the locked set (constraints.txt) in seconds where pip takes half a minute; if uv
+# cannot reach the registry (an index only pip is configured for), pip does it.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# uv installs the locked set (constraints.txt) in seconds where pip takes half a minute; if uv
-	# cannot reach the registry (an index only pip is configured for), pip does it
 	$(BIN)/python -m pip install -q -c constraints.txt uv
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev]' || \
 		$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'

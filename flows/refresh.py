@@ -36,7 +36,6 @@ from flows.ingest.sources import SOURCES  # noqa: E402
 from flows.ingest.threshold import ThresholdExceeded, threshold_summary  # noqa: E402
 from flows.release import releases  # noqa: E402
 from flows.release.audit import audit_build  # noqa: E402
-from flows.release.audit_worker import AuditWorker  # noqa: E402
 from flows.release.publish import Pinned, finish_interrupted_publish, publish_build, unchanged_release  # noqa: E402
 from flows.release.store import PublishRefused, current_release  # noqa: E402
 from flows.release.summary import quarantine_table, summary_markdown  # noqa: E402
@@ -66,18 +65,15 @@ def mark_work_done(workdir: Path, key: str) -> None:
     (workdir / f"{key}.done").touch()
 
 
-_audit_worker: AuditWorker | None = None  # this process's run: the audit's process, importing GX meanwhile
-
-
 def warm_imports() -> None:
-    """Start what the run's later stages import while extraction and the build work: the audit's
-    process (Great Expectations, ~3 s of CPU, on the other core) and, on a thread, the report's
-    matplotlib. Only when a run has files to process: a run with nothing new never needs them."""
-    global _audit_worker
-    _audit_worker = AuditWorker()
-
+    """Import the audit's and the report's libraries on a background thread (Great Expectations
+    alone takes ~3 s) while extraction and the transform work in polars and DuckDB, which release
+    the GIL. Started only when a run has files to process: a run with nothing new never needs them."""
     def run() -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         try:
+            import great_expectations  # noqa: F401
+
             from flows.release.report import _plt
 
             _plt()
@@ -198,10 +194,7 @@ def transform(settings: Settings, key: str, full: bool = False) -> dict:
 @task(name="audit", cache_key_fn=task_key, **CACHE)
 def audit(settings: Settings, built: dict, key: str, accept_restatement: str | None = None) -> dict:
     """Great Expectations on the built release; a failure leaves the current release current."""
-    global _audit_worker
-    worker, _audit_worker = _audit_worker, None
-    result = worker.audit(settings, built, accept_restatement, _run_id()) if worker \
-        else audit_build(settings, built, accept_restatement, run_id=_run_id())
+    result = audit_build(settings, built, accept_restatement, run_id=_run_id())
     faults.hit("audit")
     return result
 
