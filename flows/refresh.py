@@ -230,6 +230,7 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
             cleanup(settings, current["release_id"])  # what a stopped run parked is stale now
             return _finish(settings, logger, "unchanged", current, {}, refused, [])
         if todo or rebuild:
+            extract.load_rules()  # before the sources' threads import them at once
             warm_imports()
         futures = [rebuild_source.with_options(refresh_cache=not work_done(workdir, key), **results_at).submit(
                        name, entries, settings.state, workdir, key=key)

@@ -133,7 +133,9 @@ def test_diff_shows_restated_history_and_changed_inputs(wh):
     result = json.loads(out.stdout)
     assert result["inputs_changed"] == ["reports/2019-01-05.csv"] and not result["code_changed"]
     assert result["tables"]["kpi_reports"]["changed"] > 0
-    assert result["tables"]["kpi_callouts"] == {"added": 0, "removed": 0, "changed": 0, "examples": []}
+    assert result["tables"]["kpi_callouts"] == {"added": 0, "removed": 0, "changed": 0, "null_means": "all",
+                                                "examples": []}
+    assert result["restated"] == []  # January is the open month of A (data through mid-January): no revision
     entry = next(r for r in load_manifest(root / "warehouse")["releases"] if r["release_id"] == b)
     assert entry["build"] == {"kind": "patch", "base": a, "changed_files": 1}
     patched = kpis(root / "warehouse")

@@ -52,6 +52,17 @@ class FileResult:
         return {**asdict(self), "run_id": run_id}
 
 
+def load_rules() -> None:
+    """Import the readers, the validator and every source's rules now, on this thread: the sources'
+    extraction then runs on several threads, and two threads importing the same modules at once
+    can deadlock Python's import locks (`_DeadlockError: ... pandera.errors`). A run with nothing
+    new never calls this, and never pays for Pandera."""
+    from flows.ingest import readers, validate  # noqa: F401
+
+    for source in SOURCES.values():
+        source.model  # noqa: B018 - imports schemas.<source>
+
+
 def identity_of(relative: str) -> str:
     """File identity: the path relative to the landing folder without a `.gz` suffix."""
     return relative[:-3] if relative.endswith(".gz") else relative
