@@ -77,7 +77,9 @@ def code_settings() -> set[str]:
     found = set()
     for root in CODE:
         for path in [root] if root.is_file() else root.rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts:
+            # source files only: bench/out holds gigabytes of sample data where `make bench` ran
+            if path.is_file() and "__pycache__" not in path.parts and "out" not in path.relative_to(ROOT).parts \
+                    and path.suffix in ("", ".py", ".yaml", ".toml", ".sql"):
                 found |= set(SETTING.findall(path.read_text(encoding="utf-8", errors="ignore")))
     return found
 
