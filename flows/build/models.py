@@ -93,16 +93,6 @@ def load(root: Path = SQL_DIR) -> dict[str, ModelMeta]:
     return metas
 
 
-def table_keys(root: Path = SQL_DIR) -> dict[str, list[str]]:
-    """Key columns of every keyed table, in table order (for diff and the revisions log)."""
-    return {name: list(m.keys) for name, m in load(root).items() if m.keys}
-
-
-def null_means(root: Path = SQL_DIR) -> dict[str, str]:
-    """What a NULL key says, per keyed table."""
-    return {name: m.null_means for name, m in load(root).items() if m.keys}
-
-
 def labels(model: str, root: Path = SQL_DIR) -> list[tuple[str, str]]:
     """(column, Danish label) of a model's labelled columns, in the order its .toml lists them."""
     return list(load(root)[model].labels.items())

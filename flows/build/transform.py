@@ -134,10 +134,10 @@ def build_matches(built: dict) -> bool:
         return False
 
 
-def patch_base(settings: Settings) -> tuple[Path, list[str], str] | None:
-    """The current release, if the new one may be patched from it: same code, storage format and
-    reference data, and few changed input files. Returns (its file, the changed identities, its id)."""
-    current = current_release(settings.warehouse)
+def patch_base(settings: Settings, current: dict | None, inputs: dict[str, str]) -> tuple[Path, list[str], str] | None:
+    """The current release (its manifest entry), if the new one may be patched from it: same code,
+    storage format and reference data, and few changed input files (`inputs`: identity -> sha256
+    of the state's ingested files). Returns (its file, the changed identities, its id)."""
     if current is None or current.get("storage_version") != settings.storage_version \
             or current.get("code_version") != code_version() \
             or current.get("reference_version") != reference_version():
@@ -145,11 +145,9 @@ def patch_base(settings: Settings) -> tuple[Path, list[str], str] | None:
     base = settings.warehouse / current["file"]
     if not base.is_file():
         return None
-    with state_connect(settings.state, read_only=True) as con:
-        now = dict(con.execute("select identity, sha256 from files where status = 'ingested'").fetchall())
     before = current["input_files"]
-    changed = sorted(k for k in now.keys() | before.keys() if now.get(k) != before.get(k))
-    if len(changed) > settings.patch_max_share * max(len(now), 1):
+    changed = sorted(k for k in inputs.keys() | before.keys() if inputs.get(k) != before.get(k))
+    if len(changed) > settings.patch_max_share * max(len(inputs), 1):
         return None
     return base, changed, current["release_id"]
 
@@ -161,16 +159,16 @@ def transform_build(settings: Settings, key: str, full: bool = False, run_id: st
     release_id = f"{now:%Y%m%dT%H%M%SZ}-{key[:12]}"
     path = build_path(settings, release_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    patchable = None if full else patch_base(settings)
+    with state_connect(settings.state, read_only=True) as state_con:
+        inputs = dict(state_con.execute("select identity, sha256 from files where status = 'ingested' "
+                                        "order by identity").fetchall())
+    replaced = current_release(settings.warehouse)  # the release this one replaces (and may patch)
+    patchable = None if full else patch_base(settings, replaced, inputs)
     if patchable is None:
         base_file, changed, build = None, None, {"kind": "full"}
     else:
         base_file, changed, base_id = patchable
         build = {"kind": "patch", "base": base_id, "changed_files": len(changed)}
-    with state_connect(settings.state, read_only=True) as state_con:
-        inputs = dict(state_con.execute("select identity, sha256 from files where status = 'ingested' "
-                                        "order by identity").fetchall())
-    replaced = current_release(settings.warehouse)
     previous = settings.warehouse / replaced["file"] if replaced else None
     info = {"release_id": release_id, "previous_release_id": replaced and replaced["release_id"],
             "inputs_changed": replaced is not None and replaced["input_files"] != inputs,

@@ -17,12 +17,10 @@ PRIMARY, SECONDARY = "<3", ".."
 
 @dataclass
 class Grid:
-    """A table of counts: cells[r][c]; row totals (one per row) and column totals (one per column),
-    each None when the table shows no such total. `hidden` marks what may not be shown."""
+    """A table of counts, cells[r][c]: which cells (`hidden`, of them `primary`) and which row or
+    column totals may not be shown. The totals themselves are the caller's (the district's rows)."""
 
     cells: list[list[int]]
-    row_totals: list[int] | None = None
-    col_totals: list[int] | None = None
     hidden: set[tuple[int, int]] = field(default_factory=set)
     primary: set[tuple[int, int]] = field(default_factory=set)
     hidden_row_totals: set[int] = field(default_factory=set)
@@ -41,8 +39,6 @@ def small(value: int | None) -> bool:
 def protect(cells: list[list[int]], row_totals: bool = False, col_totals: bool = False) -> Grid:
     """Apply primary and secondary suppression to a table of counts (None = no cell, shown empty)."""
     grid = Grid([[v or 0 for v in row] for row in cells])
-    grid.row_totals = [sum(row) for row in grid.cells] if row_totals else None
-    grid.col_totals = [sum(col) for col in zip(*grid.cells, strict=True)] if col_totals and grid.cells else None
     grid.primary = {(r, c) for r, row in enumerate(grid.cells) for c, v in enumerate(row) if small(v)}
     grid.hidden = set(grid.primary)
     lines = []

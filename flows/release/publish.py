@@ -82,16 +82,17 @@ def write_kpi_file(build: Path, storage_version: str) -> Path:
     with duckdb.connect() as con:
         con.execute(f"attach {quote_path(build)} as release (read_only)")
         con.execute(f"attach {quote_path(out)} as kpi (storage_version '{storage_version}')")
-        for table in kpi_tables(con, "release"):
+        tables = kpi_tables(con, "release")
+        for table in tables:
             con.execute(f'create table kpi."{table}" as select * from release."{table}"')
         for table, comment in con.execute("select table_name, comment from duckdb_tables() "
                                           "where database_name = 'release' and comment is not null").fetchall():
-            if table in kpi_tables(con, "kpi"):
+            if table in tables:
                 con.execute(f'comment on table kpi."{table}" is {sql_literal(comment)}')
         for table, column, comment in con.execute(
                 "select table_name, column_name, comment from duckdb_columns() where database_name = 'release' "
                 "and comment is not null").fetchall():
-            if table in kpi_tables(con, "kpi"):
+            if table in tables:
                 con.execute(f'comment on column kpi."{table}"."{column}" is {sql_literal(comment)}')
         con.execute("checkpoint kpi")
         con.execute("detach kpi")

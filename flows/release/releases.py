@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build.models import null_means, table_keys
+from flows.build.models import load as load_metadata
 from flows.build.runner import sql_literal
 from flows.files import file_sha256
 from flows.ingest.state import state_lock
@@ -340,10 +340,10 @@ def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
         from b.kpi_revisions
         {"where release_id not in (select release_id from a.kpi_revisions)" if "kpi_revisions" in held else ""}
         order by release_id, table_name, key, column_name""").fetchall()]
-    nulls = null_means()
-    for table, keys in table_keys().items():
-        if table == "kpi_revisions" or table.startswith("rpt_"):
+    for table, meta in load_metadata().items():
+        if not meta.keys or table == "kpi_revisions" or table.startswith("rpt_"):
             continue  # the log is shown as `restated`; the report's models repeat the kpi_ tables
+        keys = list(meta.keys)
         cols = [r[0] for r in con.execute(f"select column_name from duckdb_columns() where database_name = 'b' "
                                           f"and table_name = '{table}' order by column_index").fetchall()]
         values = [c for c in cols if c not in keys]
@@ -359,7 +359,7 @@ def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
             where a._in is null or b._in is null or {differs}
         """).fetchall()
         counts = {k: sum(1 for r in rows if r[0] == k) for k in ("added", "removed", "changed")}
-        out["tables"][table] = {**counts, "null_means": nulls[table], "examples": [
+        out["tables"][table] = {**counts, "null_means": meta.null_means, "examples": [
             {"change": r[0], "key": r[1], "values": {k: v for k, v in r[2].items() if v[0] != v[1]}}
             for r in rows[:limit]]}
     con.close()

@@ -162,7 +162,7 @@ def measure(data: dict, name: str, code: int | None = None) -> dict:
 
 
 def cell(text: str, total: bool = False) -> dict:
-    return {"text": text, "total": total, "hidden": text in (PRIMARY, SECONDARY)}
+    return {"text": text, "total": total}
 
 
 def per_1000_table(data: dict) -> dict:
