@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
@@ -40,8 +41,18 @@ def _stop_on_signals():
     def terminated(signum, frame):
         raise _Terminated(signal.Signals(signum).name)
 
+    def unraisable(info) -> None:
+        """A signal's exception raised while Python runs a weakref callback or a __del__ is dropped
+        ("Exception ignored in ..."), and serve would go on: deliver the signal again, from a timer
+        so that it lands outside that callback."""
+        if isinstance(info.exc_value, _Terminated):
+            threading.Timer(0.1, os.kill, (os.getpid(), getattr(signal, info.exc_value.args[0]))).start()
+        else:
+            hook_before(info)
+
     names = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     before = {name: signal.getsignal(name) for name in names}
+    hook_before, sys.unraisablehook = sys.unraisablehook, unraisable
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, terminated)
     if hasattr(signal, "SIGHUP") and before[signal.SIGHUP] == signal.SIG_DFL:
@@ -51,6 +62,7 @@ def _stop_on_signals():
     finally:
         for name, handler in before.items():
             signal.signal(name, handler if handler is not None else signal.SIG_DFL)
+        sys.unraisablehook = hook_before
 
 
 def check_schedule(landing: Path, cron: str, timezone: str) -> None:
