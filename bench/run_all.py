@@ -279,10 +279,10 @@ def main() -> None:
             extra = statistics.median(nightly) - statistics.median(idle)
             rows.append(["(3) nightly: one new day", f"{statistics.median(nightly):.1f}", fmt(nightly),
                          f"+{extra:.1f} s = {extra / full:.1%} of full", "", ""])
-            target("national nightly (one new day) under 2 % of the full refresh",
-                   f"{statistics.median(nightly):.1f} s (+{extra:.1f} s over no new files) = "
-                   f"{statistics.median(nightly) / full:.1%}", f"full {full:.1f} s",
-                   statistics.median(nightly) < 0.02 * full)
+            target("national nightly (one new day) under 2 % of the full refresh (its cost over a run with no "
+                   "new files, as the issue measures it)",
+                   f"{statistics.median(nightly):.1f} s = +{extra:.1f} s over no new files = {extra / full:.1%}",
+                   f"full {full:.1f} s", extra < 0.02 * full)
             target("a run with no new files under 2 s (national)", f"{statistics.median(idle):.1f} s", "",
                    statistics.median(idle) < 2)
     if not args.no_clone:

@@ -30,22 +30,35 @@ municipalities as (
     select * from dim_municipality
 ),
 
-staged as (
-    select 'reports' as source, file_identity,
-           date_trunc('month', timezone('Europe/Copenhagen', anmeldt_tid))::date as month,
-           kommunekode as municipality_code
+staged_hours as (
+    -- Counted per UTC hour before any time zone work: Denmark's offsets are whole hours, so every
+    -- instant of a UTC hour lies in the same local month, and ~40k hours are converted instead of
+    -- every row (a nightly build re-reads the state whole).
+    select 'reports' as source, file_identity, kommunekode as municipality_code,
+           floor(epoch_us(anmeldt_tid) / 3600000000)::bigint as utc_hour, count(*) as rows
     from staged_reports
+    group by all
     union all
-    select 'dispatches', file_identity,
-           date_trunc('month', timezone('Europe/Copenhagen', modtaget))::date, kommunekode
+    select 'dispatches', file_identity, kommunekode,
+           floor(epoch_us(modtaget) / 3600000000)::bigint, count(*)
     from staged_dispatches
+    group by all
+),
+
+staged as (
+    select source, file_identity, municipality_code,
+           date_trunc('month', timezone('Europe/Copenhagen', to_timestamp(utc_hour * 3600)))::date as month,
+           rows
+    from staged_hours
     union all
-    select 'outreach', file_identity, date_trunc('month', dato)::date, kommunekode
+    select 'outreach', file_identity, kommunekode, date_trunc('month', dato)::date, count(*)
     from staged_outreach
+    group by all
 ),
 
 valid as (
-    select staged.month, staged.municipality_code, staged.source, count(*) as rows_valid, 0 as rows_quarantined
+    select staged.month, staged.municipality_code, staged.source, sum(staged.rows) as rows_valid,
+           0 as rows_quarantined
     from staged
     inner join files on staged.file_identity = files.file_identity and staged.source = files.source
     where files.status = 'ingested'
