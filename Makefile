@@ -29,9 +29,11 @@ run: venv
 	$(BIN)/politikpi refresh --landing $(LANDING)
 	$(BIN)/politikpi overview
 
-## make test: install or update .venv, lint (ruff), run the whole suite
+## make test: install or update .venv, lint (ruff), run the whole suite (TEST_WORKERS processes, a test
+## file each at a time: its module fixtures are built once; each worker has its own Prefect test server)
+TEST_WORKERS ?= 2
 test: venv chromium lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Debian's chromium for the report's screenshot test; where apt-get cannot, that test skips.
 chromium:
