@@ -1,4 +1,5 @@
-"""Shared fixtures: one Prefect test server per session, small deterministic samples."""
+"""Shared fixtures: one Prefect test server per session (per xdist worker under `make test`), small
+deterministic samples."""
 
 from __future__ import annotations
 
