@@ -117,14 +117,13 @@ def refresh(
         import duckdb
 
         from flows.ingest.state import StateBusy
-        from flows.refresh import ThresholdExceeded
-        from flows.refresh import refresh as refresh_flow
+        from flows.refresh import ThresholdExceeded, run_by_hand
         from flows.release.audit import AuditFailed
         from flows.release.store import ManifestError, PublishRefused
 
         started = time.monotonic()
         try:
-            result = refresh_flow(str(landing), str(state), str(warehouse), full_refresh, reingest, accept_restatement)
+            result = run_by_hand(str(landing), str(state), str(warehouse), full_refresh, reingest, accept_restatement)
         except ThresholdExceeded as exc:
             fail(str(exc), EXIT_DATA_QUALITY)
         except AuditFailed as exc:

@@ -43,7 +43,7 @@ from flows.release.summary import quarantine_table, summary_markdown  # noqa: E4
 CACHE_DAYS = int(os.environ.get("POLITIKPI_CACHE_DAYS", 7))
 CACHE = {"persist_result": True, "cache_expiration": dt.timedelta(days=CACHE_DAYS)}
 
-__all__ = ["ThresholdExceeded", "refresh"]
+__all__ = ["ThresholdExceeded", "refresh", "run_by_hand"]
 
 
 def _run_id() -> str:
@@ -280,6 +280,18 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
             return _finish(settings, logger, "pinned", current, summary, refused, results, pin)
         cleanup(settings, built["meta"]["release_id"])
     return _finish(settings, logger, "published", entry, summary, refused, results)
+
+
+def run_by_hand(landing: str, state_dir: str, warehouse: str, full_refresh: bool = False, reingest: str | None = None,
+                accept_restatement: str | None = None) -> dict:
+    """The flow run `politikpi refresh` starts: without Prefect's heartbeat thread, which lets a
+    zombie-run automation mark a vanished run Crashed but, sleeping in 1 s steps, holds every run's
+    end by up to a second. A run by hand reports to its terminal (and a crash to failures.jsonl);
+    deployment runs (serve, workers) keep Prefect's heartbeats."""
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        return refresh(landing, state_dir, warehouse, full_refresh, reingest, accept_restatement)
 
 
 def rejected_this_run(results: list) -> list[dict]:
