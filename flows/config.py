@@ -45,8 +45,9 @@ class Settings:
 
 
 def duckdb_memory() -> str:
-    """DuckDB's memory limit for the state load and the transform (it spills to disk beyond)."""
-    return os.environ.get("POLITIKPI_DUCKDB_MEMORY", "2GB")
+    """DuckDB's memory limit for the state load and the transform (it spills to disk beyond). The
+    national full build: 2GB peaks at 2.1 GB in 13.9 s, 1GB at 1.2 GB in 15.4 s."""
+    return os.environ.get("POLITIKPI_DUCKDB_MEMORY", "1GB")
 
 
 def prefect_defaults() -> None:
