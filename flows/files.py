@@ -7,12 +7,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
+
+
+def _temporary(path: Path) -> Path:
+    """The temporary name beside `path`, this process's and this thread's own: two threads may
+    write the same file at once (two deliveries with the same content are one Parquet file)."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = _temporary(path)
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
@@ -34,6 +41,6 @@ def file_sha256(path: Path) -> str:
 def write_parquet_atomic(frame, path: Path) -> None:
     """A polars DataFrame as a Parquet file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp = _temporary(path)
     frame.write_parquet(tmp)
     os.replace(tmp, path)

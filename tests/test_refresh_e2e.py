@@ -162,3 +162,25 @@ def test_reingest_revalidates_only_the_matching_files(run, tmp_path):
     empty.mkdir()
     result = refresh(str(empty), str(root / "state"), str(root / "warehouse"), reingest="reports/2019-01-0[1-3]*")
     assert result["files_ingested"] == 3
+
+
+def test_two_files_with_the_same_content_each_load_their_rows(run):
+    """The load reads each staged Parquet once (they are named by content hash) and joins it to
+    the files: two copies arriving in one run must each get their rows, not none, not twice as many."""
+    from flows.refresh import refresh
+
+    root, _ = run
+    original = next(p for p in sorted((root / "landing" / "reports").glob("2019-01-1*.csv")))
+    copies = [original.with_name(f"kopi{k}_{original.name}") for k in (1, 2)]
+    for copy in copies:
+        shutil.copyfile(original, copy)
+    refresh(str(root / "landing"), str(root / "state"), str(root / "warehouse"))
+    names = ", ".join(f"'reports/{p.name}'" for p in (original, *copies))
+    counts = rows(root / "state" / "state.duckdb", f"""
+        select f.rows_staged, f.rows_quarantined,
+               (select count(*) from staged_reports s where s.file_identity = f.identity),
+               (select count(*) from quarantine q where q.file_identity = f.identity)
+        from files f where f.identity in ({names})""")
+    assert len(counts) == 3 and len(set(counts)) == 1, counts
+    staged, quarantined, in_staged, in_quarantine = counts[0]
+    assert (in_staged, in_quarantine) == (staged, quarantined) and staged > 0 and quarantined > 0

@@ -34,21 +34,14 @@ def load_results(con, results: list[FileResult], workdir: Path, run_id: str, res
 
 
 def _load_batch(con, batch: list[FileResult], run_id: str, workdir: Path) -> None:
-    staged: dict[str, list[pl.DataFrame]] = {}
-    quarantined = []
-    for result in batch:
-        if result.status != "ingested":
-            continue
-        ident = pl.lit(result.identity)
-        frame = pl.read_parquet(workdir / f"{result.sha256}.staged.parquet")
-        if len(frame):
-            staged.setdefault(result.source, []).append(frame.with_columns(file_identity=ident))
-        frame = pl.read_parquet(workdir / f"{result.sha256}.quarantine.parquet")
-        if len(frame):
-            quarantined.append(frame.with_columns(source=pl.lit(result.source), file_identity=ident))
-    apply_files(con, [r.entry(run_id) for r in batch],
-                      {source: pl.concat(frames) for source, frames in staged.items()},
-                      pl.concat(quarantined) if quarantined else None, run_id)
+    """One transaction for a batch of files: DuckDB reads their staged and quarantined Parquet
+    itself (in parallel, no copy through Python)."""
+    ingested = [r for r in batch if r.status == "ingested"]
+    staged: dict[str, list[tuple[str, str]]] = {}
+    for r in ingested:
+        staged.setdefault(r.source, []).append((r.identity, str(workdir / f"{r.sha256}.staged.parquet")))
+    quarantined = [(r.identity, r.source, str(workdir / f"{r.sha256}.quarantine.parquet")) for r in ingested]
+    apply_files(con, [r.entry(run_id) for r in batch], staged, quarantined, run_id)
 
 
 FILES_SCHEMA = {
@@ -58,10 +51,25 @@ FILES_SCHEMA = {
 }
 
 
-def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dict[str, pl.DataFrame],
-                quarantined: pl.DataFrame | None, run_id: str) -> None:
+def _parquet_rows(con: duckdb.DuckDBPyConnection, files: list[tuple[str, ...]], columns: list[str]) -> str:
+    """A relation over the files' Parquet (its paths the statement's next parameter, `paths(files)`),
+    each row carrying its file's `columns` (e.g. identity). Each path is read once and joined to
+    the files, so two identities with the same content (one Parquet file) each get its rows."""
+    con.register("incoming_paths", pl.DataFrame([f for f in files], schema=[*columns, "path"], orient="row"))
+    return (f"select parquet.* exclude (filename), {', '.join(f'incoming_paths.{c}' for c in columns)} "
+            "from read_parquet(?, filename = true) as parquet "
+            "inner join incoming_paths on parquet.filename = incoming_paths.path")
+
+
+def paths(files: list[tuple[str, ...]]) -> list[str]:
+    return sorted({f[-1] for f in files})
+
+
+def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dict[str, list[tuple[str, str]]],
+                quarantined: list[tuple[str, str, str]], run_id: str) -> None:
     """In one transaction: withdraw what these files' earlier versions contributed, then add these
-    versions (staged rows per source and quarantined rows carry their `file_identity`)."""
+    versions: `staged` lists (identity, Parquet path) per source, `quarantined` (identity, source,
+    Parquet path); each row gets its file's identity."""
     files = pl.DataFrame(entries, schema=FILES_SCHEMA)
     con.execute("begin transaction")
     try:
@@ -69,14 +77,15 @@ def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dic
         for table in ("staged_reports", "staged_dispatches", "staged_outreach", "staged_ambassadors", "quarantine"):
             con.execute(f"delete from {table} where file_identity in (select identity from incoming_files)")
         con.execute("delete from files where identity in (select identity from incoming_files)")
-        for source, frame in staged.items():
-            con.register("incoming_staged", frame)
-            con.execute(f"insert into staged_{source} by name select * from incoming_staged")
-            con.unregister("incoming_staged")
-        if quarantined is not None and len(quarantined):
-            con.register("incoming_quarantine", quarantined)
-            con.execute("insert into quarantine by name select ? as run_id, * from incoming_quarantine", [run_id])
-            con.unregister("incoming_quarantine")
+        for source, listed in staged.items():
+            con.execute(f"insert into staged_{source} by name {_parquet_rows(con, listed, ['file_identity'])}",
+                        [paths(listed)])
+        if quarantined:
+            con.execute(f"insert into quarantine by name select ? as run_id, * from "
+                        f"({_parquet_rows(con, quarantined, ['file_identity', 'source'])})",
+                        [run_id, paths(quarantined)])
+        if staged or quarantined:
+            con.unregister("incoming_paths")
         con.execute("insert into files by name select *, now() as ingested_at from incoming_files")
         con.execute("""insert into rejections select identity, source, landing_path, sha256, reason, run_id, now()
                        from incoming_files where status = 'rejected'""")
