@@ -71,9 +71,9 @@ def patch(con: duckdb.DuckDBPyConnection, changed: list[str], root: Path = SQL_D
     def state_views(filtered: bool) -> None:
         """Build-only models (the facts' staging) see the facts' sources for the touched keys only;
         a published model reading the state directly (e.g. kpi_data_quality) sees it whole."""
-        for table in tables:
-            con.execute(f"create or replace view state.main.{_ident(table)} as "
-                        f"select * from state_db.main.{_ident(table)} {filters.get(table, '') if filtered else ''}")
+        con.execute(";\n".join(f"create or replace view state.main.{_ident(table)} as select * from "
+                                f"state_db.main.{_ident(table)} {filters.get(table, '') if filtered else ''}"
+                                for table in tables))
 
     state_views(filtered=True)
     partial: set[str] = set()  # build-only models that see the filtered sources

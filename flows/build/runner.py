@@ -99,11 +99,15 @@ def run_sql_file(name: str, root: Path = SQL_DIR) -> list[str]:
 
 
 def apply_comments(con: duckdb.DuckDBPyConnection, metas: dict) -> None:
-    """COMMENT ON every documented table and column (values bound as literals safely)."""
+    """COMMENT ON every documented table and column (values bound as literals safely), sent as
+    one script: a statement each costs a round trip through Python (~300 of them)."""
+    statements = []
     for table, meta in metas.items():
-        con.execute(f'comment on table "{table}" is {sql_literal(meta.description)}')
-        for column, text in meta.columns.items():
-            con.execute(f'comment on column "{table}"."{column}" is {sql_literal(text)}')
+        statements.append(f'comment on table "{table}" is {sql_literal(meta.description)}')
+        statements += [f'comment on column "{table}"."{column}" is {sql_literal(text)}'
+                       for column, text in meta.columns.items()]
+    if statements:
+        con.execute(";\n".join(statements))
 
 
 def sql_literal(text: str) -> str:
