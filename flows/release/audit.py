@@ -140,31 +140,30 @@ def audit(con: duckdb.DuckDBPyConnection, docs_dir: Path | None = None, has_curr
         suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=f"audit_{name}", validation_definitions=[definition], actions=[], result_format="SUMMARY"))
-        run = checkpoint.run(batch_parameters={"dataframe": frame})
-        for validation in run.run_results.values():
-            for outcome in validation.results:
-                config = outcome.expectation_config
-                check = {"frame": name, "expectation": config.type, "column": config.kwargs.get("column"),
-                         "success": bool(outcome.success), "blocking": blocking, "detail": _detail(outcome, frame)}
-                if name == "change_vs_current" and not outcome.success:
-                    moved = restatements(frame, hard_share, rejected)
-                    more = f"; and {len(moved) - 5} more" if len(moved) > 5 else ""
-                    check["message"] = (
-                        f"closed months changed by more than {hard_share:.0%} (POLITIKPI_CHANGE_HARD_SHARE): "
-                        + "; ".join(moved[:5]) + more
-                        + "; if a rejected file caused it, fix and deliver that file again; if the restatement "
-                        + 'is real, re-run with --accept-restatement "<reason>"')
-                    if accept_restatement:
-                        blocking = False
-                        check.update(blocking=False, accepted=accept_restatement, restated=moved)
-                result.checks.append(check)
-                if not outcome.success and blocking:
-                    result.success = False
-                elif not outcome.success:
-                    result.flagged.append(check)
-    if docs_dir:  # once, for every checkpoint run above (an action per checkpoint rebuilds the site each time)
+        # Run directly, not through a Checkpoint (it would add nothing but its own store entry, ~15 ms
+        # a frame): the result is stored all the same, and the Data Docs below are built from the store.
+        validation = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+        for outcome in validation.results:
+            config = outcome.expectation_config
+            check = {"frame": name, "expectation": config.type, "column": config.kwargs.get("column"),
+                     "success": bool(outcome.success), "blocking": blocking, "detail": _detail(outcome, frame)}
+            if name == "change_vs_current" and not outcome.success:
+                moved = restatements(frame, hard_share, rejected)
+                more = f"; and {len(moved) - 5} more" if len(moved) > 5 else ""
+                check["message"] = (
+                    f"closed months changed by more than {hard_share:.0%} (POLITIKPI_CHANGE_HARD_SHARE): "
+                    + "; ".join(moved[:5]) + more
+                    + "; if a rejected file caused it, fix and deliver that file again; if the restatement "
+                    + 'is real, re-run with --accept-restatement "<reason>"')
+                if accept_restatement:
+                    blocking = False
+                    check.update(blocking=False, accepted=accept_restatement, restated=moved)
+            result.checks.append(check)
+            if not outcome.success and blocking:
+                result.success = False
+            elif not outcome.success:
+                result.flagged.append(check)
+    if docs_dir:  # once, for every validation above (an action per checkpoint would rebuild the site each time)
         context.build_data_docs(site_names=["release"])
     return result
 
