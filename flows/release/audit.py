@@ -2,7 +2,8 @@
 
 GX's DuckDB source is broken upstream (every expectation fails): DuckDB computes small frames (the KPI
 tables, reconciliation sums, audit queries over the event tables) and GX validates them as
-pandas DataFrames. Each frame is one checkpoint whose results also build the release's Data Docs.
+pandas DataFrames. Each frame is one suite and one validation definition, whose stored results build the
+release's Data Docs.
 """
 
 from __future__ import annotations
