@@ -10,11 +10,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 .PHONY: venv run test lint bench drill chaos soak serve clean clean-data chromium
 
 # uv installs the locked set (constraints.txt) in seconds where pip takes half a minute; if uv
-# cannot reach the registry (an index only pip is configured for), pip does it.
+# cannot reach the registry (an index only pip is configured for), pip does it. uv compiles the
+# bytecode at install (pip does by default): where PYTHONDONTWRITEBYTECODE is set, as on CI, Python
+# would otherwise compile every library from source in every process (~3 s a refresh).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev]' || \
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[dev]' || \
 		$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	# duckdb-cli 1.4.4's wheel installs its binary without the run bit
 	if [ -f $(BIN)/duckdb ]; then chmod +x $(BIN)/duckdb; fi
