@@ -287,10 +287,11 @@ def run_by_hand(landing: str, state_dir: str, warehouse: str, full_refresh: bool
     """The flow run `politikpi refresh` starts: without Prefect's heartbeat thread, which lets a
     zombie-run automation mark a vanished run Crashed but, sleeping in 1 s steps, holds every run's
     end by up to a second. A run by hand reports to its terminal (and a crash to failures.jsonl);
-    deployment runs (serve, workers) keep Prefect's heartbeats."""
+    deployment runs (serve, workers) keep Prefect's heartbeats, and so does a run by hand where
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY is set (a default only, never overriding a chosen value)."""
     from prefect.settings import temporary_settings
 
-    with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+    with temporary_settings(set_defaults={"flows.heartbeat_frequency": None}):
         return refresh(landing, state_dir, warehouse, full_refresh, reingest, accept_restatement)
 
 

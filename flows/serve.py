@@ -41,12 +41,22 @@ def _stop_on_signals():
     def terminated(signum, frame):
         raise _Terminated(signal.Signals(signum).name)
 
+    left = threading.Event()  # set once serve has left this block: no signal is sent again after that
+
+    def send_again(signum: int) -> None:
+        if not left.is_set():
+            os.kill(os.getpid(), signum)
+
     def unraisable(info) -> None:
         """A signal's exception raised while Python runs a weakref callback or a __del__ is dropped
         ("Exception ignored in ..."), and serve would go on: deliver the signal again, from a timer
-        so that it lands outside that callback."""
-        if isinstance(info.exc_value, _Terminated):
-            threading.Timer(0.1, os.kill, (os.getpid(), getattr(signal, info.exc_value.args[0]))).start()
+        so that it lands outside that callback (SIGTERM, SIGHUP, or SIGINT's KeyboardInterrupt)."""
+        exc = info.exc_value
+        if isinstance(exc, KeyboardInterrupt):
+            signum = getattr(signal, exc.args[0]) if isinstance(exc, _Terminated) else signal.SIGINT
+            timer = threading.Timer(0.1, send_again, (signum,))
+            timer.daemon = True
+            timer.start()
         else:
             hook_before(info)
 
@@ -60,6 +70,7 @@ def _stop_on_signals():
     try:
         yield
     finally:
+        left.set()
         for name, handler in before.items():
             signal.signal(name, handler if handler is not None else signal.SIG_DFL)
         sys.unraisablehook = hook_before

@@ -32,6 +32,21 @@ def prefect_env(prefect_server) -> dict:
     return dict(os.environ, PREFECT_API_URL=str(get_current_settings().api.url))
 
 
+def free_port() -> int:
+    """A free port in 4300-4399 (other suites use 4200-4299); under `make test` each xdist worker
+    draws from its own half, so two tests on two workers never pick the same one."""
+    import random
+
+    from flows.server import port_problem
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    low, high = {"gw0": (4300, 4350), "gw1": (4350, 4400)}.get(worker, (4300, 4400))
+    for port in random.sample(range(low, high), high - low):
+        if port_problem(port) is None:
+            return port
+    raise RuntimeError(f"no free port in {low}-{high - 1}")
+
+
 def cli(*args: str, env: dict | None = None, timeout: int = 300):
     """Run `politikpi` in a real process."""
     import subprocess

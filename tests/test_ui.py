@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -14,14 +13,7 @@ import urllib.request
 
 import pytest
 
-from flows.server import port_problem
-
-
-def free_port() -> int:
-    for port in random.sample(range(4300, 4400), 100):
-        if port_problem(port) is None:
-            return port
-    raise RuntimeError("no free port in 4300-4399")
+from tests.conftest import free_port
 
 
 def api_post(url: str, body: dict) -> list[dict]:

@@ -100,7 +100,7 @@ def run_sql_file(name: str, root: Path = SQL_DIR) -> list[str]:
 
 def apply_comments(con: duckdb.DuckDBPyConnection, metas: dict) -> None:
     """COMMENT ON every documented table and column (values bound as literals safely), sent as
-    one script: a statement each costs a round trip through Python (~300 of them)."""
+    one script: a statement each costs a round trip through Python (~190 of them)."""
     statements = []
     for table, meta in metas.items():
         statements.append(f'comment on table "{table}" is {sql_literal(meta.description)}')

@@ -57,8 +57,15 @@ def _parquet_rows(con: duckdb.DuckDBPyConnection, files: list[tuple[str, ...]], 
     the files, so two identities with the same content (one Parquet file) each get its rows."""
     con.register("incoming_paths", pl.DataFrame([f for f in files], schema=[*columns, "path"], orient="row"))
     return (f"select parquet.* exclude (filename), {', '.join(f'incoming_paths.{c}' for c in columns)} "
-            "from read_parquet(?, filename = true) as parquet "
+            "from read_parquet(?, filename = true, hive_partitioning = false) as parquet "
             "inner join incoming_paths on parquet.filename = incoming_paths.path")
+
+
+def _check_rows(inserted: int, expected: int, table: str) -> None:
+    """Row conservation at the load: what went into the state is what validation counted."""
+    if inserted != expected:
+        raise RuntimeError(f"state load: {inserted:,} rows went into {table}, validation counted {expected:,}; "
+                           "nothing of this batch was loaded (re-run the refresh; if it repeats, report it)")
 
 
 def paths(files: list[tuple[str, ...]]) -> list[str]:
@@ -77,13 +84,16 @@ def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dic
         for table in ("staged_reports", "staged_dispatches", "staged_outreach", "staged_ambassadors", "quarantine"):
             con.execute(f"delete from {table} where file_identity in (select identity from incoming_files)")
         con.execute("delete from files where identity in (select identity from incoming_files)")
+        counts = {e["identity"]: e for e in entries}
         for source, listed in staged.items():
-            con.execute(f"insert into staged_{source} by name {_parquet_rows(con, listed, ['file_identity'])}",
-                        [paths(listed)])
+            inserted = con.execute(f"insert into staged_{source} by name "
+                                   f"{_parquet_rows(con, listed, ['file_identity'])}", [paths(listed)]).fetchone()[0]
+            _check_rows(inserted, sum(counts[i]["rows_staged"] for i, _ in listed), f"staged_{source}")
         if quarantined:
-            con.execute(f"insert into quarantine by name select ? as run_id, * from "
-                        f"({_parquet_rows(con, quarantined, ['file_identity', 'source'])})",
-                        [run_id, paths(quarantined)])
+            inserted = con.execute(f"insert into quarantine by name select ? as run_id, * from "
+                                   f"({_parquet_rows(con, quarantined, ['file_identity', 'source'])})",
+                                   [run_id, paths(quarantined)]).fetchone()[0]
+            _check_rows(inserted, sum(counts[i]["rows_quarantined"] for i, _, _ in quarantined), "quarantine")
         if staged or quarantined:
             con.unregister("incoming_paths")
         con.execute("insert into files by name select *, now() as ingested_at from incoming_files")

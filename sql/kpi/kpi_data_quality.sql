@@ -30,26 +30,34 @@ municipalities as (
     select * from dim_municipality
 ),
 
-staged_hours as (
-    -- Counted per UTC hour before any time zone work: Denmark's offsets are whole hours, so every
-    -- instant of a UTC hour lies in the same local month, and ~40k hours are converted instead of
-    -- every row (a nightly build re-reads the state whole).
+staged_instants as (
+    -- Counted per UTC hour before any time zone work: since 1894 Denmark's offsets are whole hours,
+    -- so every instant of a UTC hour lies in the same local month, and ~40k hours are converted
+    -- instead of every row (a nightly build re-reads the state whole). An earlier instant (local
+    -- mean time, +0:50:20) keeps its own microsecond.
     select 'reports' as source, file_identity, kommunekode as municipality_code,
-           floor(epoch_us(anmeldt_tid) / 3600000000)::bigint as utc_hour, count(*) as rows
+           case when anmeldt_tid >= timestamptz '1894-01-01 00:00:00+00'
+                then floor(epoch_us(anmeldt_tid) / 3600000000)::bigint * 3600000000
+                else epoch_us(anmeldt_tid) end as utc_us,
+           count(*) as rows
     from staged_reports
     group by all
     union all
     select 'dispatches', file_identity, kommunekode,
-           floor(epoch_us(modtaget) / 3600000000)::bigint, count(*)
+           case when modtaget >= timestamptz '1894-01-01 00:00:00+00'
+                then floor(epoch_us(modtaget) / 3600000000)::bigint * 3600000000
+                else epoch_us(modtaget) end,
+           count(*)
     from staged_dispatches
     group by all
 ),
 
 staged as (
     select source, file_identity, municipality_code,
-           date_trunc('month', timezone('Europe/Copenhagen', to_timestamp(utc_hour * 3600)))::date as month,
+           date_trunc('month', timezone('Europe/Copenhagen', timezone('UTC', make_timestamp(utc_us))))::date
+               as month,
            rows
-    from staged_hours
+    from staged_instants
     union all
     select 'outreach', file_identity, kommunekode, date_trunc('month', dato)::date, count(*)
     from staged_outreach
