@@ -34,13 +34,15 @@ def prefect_env(prefect_server) -> dict:
 
 def free_port() -> int:
     """A free port in 4300-4399 (other suites use 4200-4299); under `make test` each xdist worker
-    draws from its own half, so two tests on two workers never pick the same one."""
+    draws from its own share, so two tests on two workers never pick the same one."""
     import random
 
     from flows.server import port_problem
 
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    low, high = {"gw0": (4300, 4350), "gw1": (4350, 4400)}.get(worker, (4300, 4400))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    width = 100 // workers
+    low = 4300 + width * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    high = low + width
     for port in random.sample(range(low, high), high - low):
         if port_problem(port) is None:
             return port

@@ -51,25 +51,25 @@ FILES_SCHEMA = {
 }
 
 
-def _parquet_rows(con: duckdb.DuckDBPyConnection, files: list[tuple[str, ...]], columns: list[str]) -> str:
-    """A relation over the files' Parquet (its paths the statement's next parameter, `paths(files)`),
-    each row carrying its file's `columns` (e.g. identity). Each path is read once and joined to
-    the files, so two identities with the same content (one Parquet file) each get its rows."""
-    con.register("incoming_paths", pl.DataFrame([f for f in files], schema=[*columns, "path"], orient="row"))
-    return (f"select parquet.* exclude (filename), {', '.join(f'incoming_paths.{c}' for c in columns)} "
+def _insert_parquet(con: duckdb.DuckDBPyConnection, table: str, files: list[tuple[str, ...]], columns: list[str],
+                    expected: int, run_id: str | None = None) -> None:
+    """Insert the files' Parquet rows into `table`, each row carrying its file's `columns` (e.g.
+    identity; `files` are tuples of those values and the path). Each path is read once and joined
+    to the files, so two identities with the same content (one Parquet file) each get their rows.
+    Row conservation at the load: the rows inserted must be the rows validation counted."""
+    con.register("incoming_paths", pl.DataFrame(files, schema=[*columns, "path"], orient="row"))
+    try:
+        inserted = con.execute(
+            f"insert into {table} by name select {'? as run_id, ' if run_id else ''}parquet.* exclude (filename), "
+            f"{', '.join(f'incoming_paths.{c}' for c in columns)} "
             "from read_parquet(?, filename = true, hive_partitioning = false) as parquet "
-            "inner join incoming_paths on parquet.filename = incoming_paths.path")
-
-
-def _check_rows(inserted: int, expected: int, table: str) -> None:
-    """Row conservation at the load: what went into the state is what validation counted."""
+            "inner join incoming_paths on parquet.filename = incoming_paths.path",
+            [*([run_id] if run_id else []), sorted({f[-1] for f in files})]).fetchone()[0]
+    finally:
+        con.unregister("incoming_paths")
     if inserted != expected:
         raise RuntimeError(f"state load: {inserted:,} rows went into {table}, validation counted {expected:,}; "
                            "nothing of this batch was loaded (re-run the refresh; if it repeats, report it)")
-
-
-def paths(files: list[tuple[str, ...]]) -> list[str]:
-    return sorted({f[-1] for f in files})
 
 
 def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dict[str, list[tuple[str, str]]],
@@ -84,18 +84,13 @@ def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dic
         for table in ("staged_reports", "staged_dispatches", "staged_outreach", "staged_ambassadors", "quarantine"):
             con.execute(f"delete from {table} where file_identity in (select identity from incoming_files)")
         con.execute("delete from files where identity in (select identity from incoming_files)")
-        counts = {e["identity"]: e for e in entries}
+        entry = {e["identity"]: e for e in entries}
         for source, listed in staged.items():
-            inserted = con.execute(f"insert into staged_{source} by name "
-                                   f"{_parquet_rows(con, listed, ['file_identity'])}", [paths(listed)]).fetchone()[0]
-            _check_rows(inserted, sum(counts[i]["rows_staged"] for i, _ in listed), f"staged_{source}")
+            _insert_parquet(con, f"staged_{source}", listed, ["file_identity"],
+                            sum(entry[i]["rows_staged"] for i, _ in listed))
         if quarantined:
-            inserted = con.execute(f"insert into quarantine by name select ? as run_id, * from "
-                                   f"({_parquet_rows(con, quarantined, ['file_identity', 'source'])})",
-                                   [run_id, paths(quarantined)]).fetchone()[0]
-            _check_rows(inserted, sum(counts[i]["rows_quarantined"] for i, _, _ in quarantined), "quarantine")
-        if staged or quarantined:
-            con.unregister("incoming_paths")
+            _insert_parquet(con, "quarantine", quarantined, ["file_identity", "source"],
+                            sum(entry[i]["rows_quarantined"] for i, _, _ in quarantined), run_id)
         con.execute("insert into files by name select *, now() as ingested_at from incoming_files")
         con.execute("""insert into rejections select identity, source, landing_path, sha256, reason, run_id, now()
                        from incoming_files where status = 'rejected'""")

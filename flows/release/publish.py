@@ -83,17 +83,15 @@ def write_kpi_file(build: Path, storage_version: str) -> Path:
         con.execute(f"attach {quote_path(build)} as release (read_only)")
         con.execute(f"attach {quote_path(out)} as kpi (storage_version '{storage_version}')")
         tables = kpi_tables(con, "release")
-        for table in tables:
-            con.execute(f'create table kpi."{table}" as select * from release."{table}"')
-        for table, comment in con.execute("select table_name, comment from duckdb_tables() "
-                                          "where database_name = 'release' and comment is not null").fetchall():
-            if table in tables:
-                con.execute(f'comment on table kpi."{table}" is {sql_literal(comment)}')
-        for table, column, comment in con.execute(
-                "select table_name, column_name, comment from duckdb_columns() where database_name = 'release' "
-                "and comment is not null").fetchall():
-            if table in tables:
-                con.execute(f'comment on column kpi."{table}"."{column}" is {sql_literal(comment)}')
+        script = [f'create table kpi."{table}" as select * from release."{table}"' for table in tables]
+        script += [f'comment on table kpi."{table}" is {sql_literal(comment)}' for table, comment in con.execute(
+            "select table_name, comment from duckdb_tables() where database_name = 'release' "
+            "and comment is not null").fetchall() if table in tables]
+        script += [f'comment on column kpi."{table}"."{column}" is {sql_literal(comment)}'
+                   for table, column, comment in con.execute(
+                       "select table_name, column_name, comment from duckdb_columns() where database_name = 'release' "
+                       "and comment is not null").fetchall() if table in tables]
+        con.execute(";\n".join(script))  # one script, as the build's comments (runner.apply_comments)
         con.execute("checkpoint kpi")
         con.execute("detach kpi")
     return out
