@@ -83,6 +83,27 @@ def test_broken_json_line_is_one_quarantined_line_and_the_rest_is_kept(tmp_path)
     assert parsed.broken["line"].to_list() == [2, 5]
 
 
+
+def test_json_fields_keep_what_the_rules_need_to_tell_a_string_from_a_number(tmp_path):
+    """String fields give their text; the literal fields (prioritet, kommunekode and the booleans) give
+    their JSON text, so "2" (a string) fails prioritet_integer where 2 passes. An object after blanks
+    is a record; an array, a string or a number is a broken line; null is missing."""
+    lines = ['{"haendelse_id": "A", "prioritet": 2, "aflyst": true, "kommunekode": 370, "aarsag": "brand"}',
+             '\t {"haendelse_id": 7, "prioritet": "2", "aflyst": "true", "kommunekode": null, "aarsag": 12}',
+             '{"haendelse_id": {"x": 1}, "prioritet": [1], "aarsag": "a\\"b\\u00e6", "journalnr": null}',
+             '  ["haendelse_id", "D"]', '"{}"', '12']
+    parsed = read(write(tmp_path / "d.jsonl", "\n".join(lines) + "\n"), "dispatches")
+    rows = parsed.rows
+    assert rows["line"].to_list() == [1, 2, 3]
+    assert rows["haendelse_id"].to_list() == ["A", "7", '{"x":1}']
+    assert rows["prioritet"].to_list() == ["2", '"2"', "[1]"]
+    assert rows["aflyst"].to_list() == ["true", '"true"', None]
+    assert rows["kommunekode"].to_list() == ["370", None, None]
+    assert rows["aarsag"].to_list() == ["brand", "12", 'a"bæ']
+    assert rows["journalnr"].to_list() == [None, None, None]
+    assert parsed.broken["line"].to_list() == [4, 5, 6]
+    assert set(parsed.broken["reason"]) == {"not a valid JSON object"}
+
 def test_xlsx_date_cells_become_danish_dates(tmp_path):
     from sample.writers import OUTREACH_COLUMNS, write_xlsx
 

@@ -209,7 +209,8 @@ def validate_batch(batch: list[tuple[dict, str, pl.DataFrame, pl.DataFrame]], wo
         mine_q = pl.concat([quarantined_by.get((i,), quarantined.clear().drop("_file")),
                             broken_to_quarantine(broken)]).sort("line")
         for frame, part in ((mine_staged, "staged"), (mine_q, "quarantine")):
-            writes.append(pool.submit(write_parquet_atomic, frame, workdir / f"{base['sha256']}.{part}.parquet"))
+            writes.append(pool.submit(write_parquet_atomic, frame, workdir / f"{base['sha256']}.{part}.parquet",
+                                      scratch=True))
         results.append(FileResult(**base, encoding=encoding, status="ingested", reason=None,
                                   rows_read=len(rows) + len(broken), rows_staged=len(mine_staged),
                                   rows_quarantined=len(mine_q)))
