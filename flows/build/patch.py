@@ -97,6 +97,8 @@ def patch(con: duckdb.DuckDBPyConnection, changed: list[str], root: Path = SQL_D
                 if changed_years:
                     _recompute_years(con, p, body, target, changed_years, patches)
             else:
+                # Temporary models are materialised here, never views: the state views switch
+                # between filtered and whole from model to model (state_views above).
                 kind = "temp table" if model.temporary else "table"
                 con.execute(f"create or replace {kind} {_ident(model.name)} as {body}")
         except duckdb.Error as err:

@@ -1,9 +1,10 @@
 """Discover the SQL models in sql/, order them by the tables they read, and run them.
 
 Plain Python, no Prefect. One SELECT per file; the file stem is the table name, unique across
-sql/. staging/ and intermediate/ (`int_`) models become temporary tables (build-only); the rest
-are published tables. The runner stops at the first error and names the file. A nightly build
-that patches the previous release instead runs the same models through flows/build/patch.py.
+sql/. staging/ models become temporary views over the state and intermediate/ (`int_`) models
+temporary tables (both build-only); the rest are published tables. The runner stops at the first
+error and names the file. A nightly build that patches the previous release instead runs the
+same models through flows/build/patch.py.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ class Model:
     @property
     def temporary(self) -> bool:
         return self.path.parent.name in ("staging", "intermediate") or self.name.startswith("int_")
+
+    @property
+    def kind(self) -> str:
+        """What a full build creates. A staging model (renames and conversions) is a view read by
+        its fact's model: materialised, the national reports (12M rows) overflowed the memory limit
+        into temporary files (the build took 15.1 s; 11.0 s as views)."""
+        if not self.temporary:
+            return "table"
+        return "temp view" if self.path.parent.name == "staging" else "temp table"
 
 
 def discover(root: Path = SQL_DIR) -> dict[str, Model]:
@@ -77,10 +87,9 @@ def order(models: dict[str, Model]) -> list[Model]:
 def run(con: duckdb.DuckDBPyConnection, models: list[Model], progress=None) -> None:
     """Materialise each model in order; stop at the first error with the file path."""
     for model in models:
-        kind = "temp table" if model.temporary else "table"
         body = model.sql.strip().rstrip(";")
         try:
-            con.execute(f'create or replace {kind} "{model.name}" as {body}')
+            con.execute(f'create or replace {model.kind} "{model.name}" as {body}')
         except duckdb.Error as err:
             raise ModelError(f"{model.path}: {err}") from None
         if progress:

@@ -6,14 +6,33 @@ with callouts as (
     select * from stg_dispatch__callouts
 ),
 
-ranked as (
-    select
-        *,
-        row_number() over (
-            partition by incident_id
-            order by changed_at desc, file_identity desc, source_line desc
-        ) as version_rank
+-- Most callouts have one staged version: only keys with several are ranked (a window over every
+-- row sorts them all; nationally 6.9 s against 4.2 s for fct_reports).
+corrected_keys as (
+    select incident_id
     from callouts
+    group by incident_id
+    having count(*) > 1
+),
+
+single_versions as (
+    select * from callouts
+    anti join corrected_keys using (incident_id)
+),
+
+latest_versions as (
+    select * from callouts
+    semi join corrected_keys using (incident_id)
+    qualify row_number() over (
+        partition by incident_id
+        order by changed_at desc, file_identity desc, source_line desc
+    ) = 1
+),
+
+versions_in_force as (
+    select * from single_versions
+    union all
+    select * from latest_versions
 ),
 
 final as (
@@ -42,8 +61,7 @@ final as (
         journal_number,
         file_identity,
         source_line
-    from ranked
-    where version_rank = 1
+    from versions_in_force
 )
 
 select * from final

@@ -6,14 +6,33 @@ with reports as (
     select * from stg_cases__reports
 ),
 
-ranked as (
-    select
-        *,
-        row_number() over (
-            partition by journal_number
-            order by changed_at desc, file_identity desc, source_line desc
-        ) as version_rank
+-- Most reports have one staged version: only keys with several are ranked (a window over every
+-- row sorts them all; nationally 6.9 s against 4.2 s for fct_reports).
+corrected_keys as (
+    select journal_number
     from reports
+    group by journal_number
+    having count(*) > 1
+),
+
+single_versions as (
+    select * from reports
+    anti join corrected_keys using (journal_number)
+),
+
+latest_versions as (
+    select * from reports
+    semi join corrected_keys using (journal_number)
+    qualify row_number() over (
+        partition by journal_number
+        order by changed_at desc, file_identity desc, source_line desc
+    ) = 1
+),
+
+versions_in_force as (
+    select * from single_versions
+    union all
+    select * from latest_versions
 ),
 
 final as (
@@ -30,8 +49,7 @@ final as (
         changed_at,
         file_identity,
         source_line
-    from ranked
-    where version_rank = 1
+    from versions_in_force
 )
 
 select * from final
