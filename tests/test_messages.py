@@ -51,17 +51,21 @@ def test_threshold_breach_names_files_and_rules_and_quarantine_shows_the_stopped
     bad = root / "landing" / "reports" / "2019-02-20.csv"
     bad.write_text(header(root, "reports") + "\n" + "".join(f"bad-{i};x;;999;?;;;;\n" for i in range(250)),
                    encoding="utf-8")
+    also = bad.with_name("2019-02-21.csv")  # validated in the same batch: the same work file
+    also.write_text(header(root, "reports") + "\n" + "".join(f"bad-{i};x;;999;?;;;;\n" for i in range(3)),
+                    encoding="utf-8")
     out = cli("refresh", env=env)
     assert out.returncode == 2
     message = out.stderr.strip().splitlines()[-1]
-    assert "reports: 250 of" in message and "reports/2019-02-20.csv 250 of 250" in message
-    assert "top rules: " in message and "journalnr_pattern (250)" in message
+    assert "reports: 253 of" in message and "reports/2019-02-20.csv 250 of 250" in message
+    assert "top rules: " in message and "journalnr_pattern (253)" in message
     assert "POLITIKPI_MAX_QUARANTINE_SHARE" in message
     shown = json.loads(cli("quarantine", "--file", "reports/2019-02-20.csv", "--format", "json", env=env).stdout)
     assert len(shown["rows"]) == 250 and all(r["status"].startswith("stopped run") for r in shown["rows"])
     table = cli("quarantine", "--source", "reports", env=env).stdout
     assert "stopped by the failure threshold" in table and "stopped run" in table
     bad.unlink()
+    also.unlink()
     again = cli("refresh", env=env)
     assert again.returncode == 0 and "nothing new" in again.stdout
     shown = json.loads(cli("quarantine", "--format", "json", env=env).stdout)

@@ -187,3 +187,23 @@ def test_two_files_with_the_same_content_each_load_their_rows(run, tmp_path):
     assert len(counts) == 3 and len(set(counts)) == 1, counts
     staged, quarantined, in_staged, in_quarantine = counts[0]
     assert (in_staged, in_quarantine) == (staged, quarantined) and staged > 0 and quarantined > 0
+
+
+def test_a_load_transaction_takes_only_its_own_files_out_of_a_shared_work_file(small_landing, tmp_path, monkeypatch):
+    """Validation parks several files' rows in one work file per batch; a load transaction (here one
+    per file) and a resumed load (here the later files' turn never comes) take exactly their files'."""
+    from flows.files import file_sha256
+    from flows.ingest import extract, load, state
+
+    files = [f for f in extract.scan_landing(small_landing)[0] if f.source == "reports"]
+    hashes = {f.identity: file_sha256(small_landing / f.path) for f in files}
+    results = extract.process_files(files, small_landing, tmp_path / "state", tmp_path / "work", hashes)
+    first = [r for r in results if r.status == "ingested"][:len(results) // 2]
+    assert len({r.work for r in first}) == 1 and any(r.rows_quarantined for r in first)
+    monkeypatch.setattr(load, "LOAD_BATCH_ROWS", 1)
+    with state.connect(tmp_path / "state") as con:
+        load.load_results(con, first, tmp_path / "work", "run", [])
+        staged = dict(con.execute("select file_identity, count(*) from staged_reports group by all").fetchall())
+        quarantined = dict(con.execute("select file_identity, count(*) from quarantine group by all").fetchall())
+    assert staged == {r.identity: r.rows_staged for r in first if r.rows_staged}
+    assert quarantined == {r.identity: r.rows_quarantined for r in first if r.rows_quarantined}

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from flows.ingest.extract import FileResult
+from flows.ingest.extract import FileResult, work_file
 
 LOAD_BATCH_ROWS = 1_000_000  # rows applied per state transaction (several files at once)
 
@@ -34,14 +34,22 @@ def load_results(con, results: list[FileResult], workdir: Path, run_id: str, res
 
 
 def _load_batch(con, batch: list[FileResult], run_id: str, workdir: Path) -> None:
-    """One transaction for a batch of files: DuckDB reads their staged and quarantined Parquet
-    itself (in parallel, no copy through Python)."""
+    """One transaction for a batch of files: DuckDB reads their staged and quarantined rows from
+    the validation batches' work files itself (in parallel, no copy through Python)."""
     ingested = [r for r in batch if r.status == "ingested"]
-    staged: dict[str, list[tuple[str, str]]] = {}
+    staged: dict[str, list[FileResult]] = {}
     for r in ingested:
-        staged.setdefault(r.source, []).append((r.identity, str(workdir / f"{r.sha256}.staged.parquet")))
-    quarantined = [(r.identity, r.source, str(workdir / f"{r.sha256}.quarantine.parquet")) for r in ingested]
-    apply_files(con, [r.entry(run_id) for r in batch], staged, quarantined, run_id)
+        staged.setdefault(r.source, []).append(r)
+    apply_files(con, [r.entry(run_id) for r in batch],
+                {source: _rows_of(mine, workdir, "staged") for source, mine in staged.items()},
+                _rows_of(ingested, workdir, "quarantine"), run_id)
+
+
+def _rows_of(results: list[FileResult], workdir: Path, part: str) -> tuple[list[str], list[str], int]:
+    """(the files' identities, the work files holding their rows, how many rows validation counted)."""
+    paths = sorted({str(work_file(workdir, r.work, part)) for r in results})
+    counted = sum(r.rows_staged if part == "staged" else r.rows_quarantined for r in results)
+    return [r.identity for r in results], paths, counted
 
 
 FILES_SCHEMA = {
@@ -51,32 +59,27 @@ FILES_SCHEMA = {
 }
 
 
-def _insert_parquet(con: duckdb.DuckDBPyConnection, table: str, files: list[tuple[str, ...]], columns: list[str],
-                    expected: int, run_id: str | None = None) -> None:
-    """Insert the files' Parquet rows into `table`, each row carrying its file's `columns` (e.g.
-    identity; `files` are tuples of those values and the path). Each path is read once and joined
-    to the files, so two identities with the same content (one Parquet file) each get their rows.
-    Row conservation at the load: the rows inserted must be the rows validation counted."""
-    con.register("incoming_paths", pl.DataFrame(files, schema=[*columns, "path"], orient="row"))
-    try:
-        inserted = con.execute(
-            f"insert into {table} by name select {'? as run_id, ' if run_id else ''}parquet.* exclude (filename), "
-            f"{', '.join(f'incoming_paths.{c}' for c in columns)} "
-            "from read_parquet(?, filename = true, hive_partitioning = false) as parquet "
-            "inner join incoming_paths on parquet.filename = incoming_paths.path",
-            [*([run_id] if run_id else []), sorted({f[-1] for f in files})]).fetchone()[0]
-    finally:
-        con.unregister("incoming_paths")
+def _insert_parquet(con: duckdb.DuckDBPyConnection, table: str, rows: tuple[list[str], list[str], int],
+                    run_id: str | None = None) -> None:
+    """Insert the rows of the listed file identities from their work files into `table`. Row
+    conservation at the load: the rows inserted must be the rows validation counted."""
+    identities, paths, expected = rows
+    if not paths:
+        return
+    inserted = con.execute(
+        f"insert into {table} by name select {'? as run_id, ' if run_id else ''}* "
+        "from read_parquet(?, hive_partitioning = false) where file_identity in (select unnest(?::varchar[]))",
+        [*([run_id] if run_id else []), paths, identities]).fetchone()[0]
     if inserted != expected:
         raise RuntimeError(f"state load: {inserted:,} rows went into {table}, validation counted {expected:,}; "
                            "nothing of this batch was loaded (re-run the refresh; if it repeats, report it)")
 
 
-def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dict[str, list[tuple[str, str]]],
-                quarantined: list[tuple[str, str, str]], run_id: str) -> None:
+def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict],
+                staged: dict[str, tuple[list[str], list[str], int]],
+                quarantined: tuple[list[str], list[str], int] | None, run_id: str) -> None:
     """In one transaction: withdraw what these files' earlier versions contributed, then add these
-    versions: `staged` lists (identity, Parquet path) per source, `quarantined` (identity, source,
-    Parquet path); each row gets its file's identity."""
+    versions: `staged` per source and `quarantined` as (identities, work files, rows counted)."""
     files = pl.DataFrame(entries, schema=FILES_SCHEMA)
     con.execute("begin transaction")
     try:
@@ -84,13 +87,10 @@ def apply_files(con: duckdb.DuckDBPyConnection, entries: list[dict], staged: dic
         for table in ("staged_reports", "staged_dispatches", "staged_outreach", "staged_ambassadors", "quarantine"):
             con.execute(f"delete from {table} where file_identity in (select identity from incoming_files)")
         con.execute("delete from files where identity in (select identity from incoming_files)")
-        entry = {e["identity"]: e for e in entries}
-        for source, listed in staged.items():
-            _insert_parquet(con, f"staged_{source}", listed, ["file_identity"],
-                            sum(entry[i]["rows_staged"] for i, _ in listed))
+        for source, rows in staged.items():
+            _insert_parquet(con, f"staged_{source}", rows)
         if quarantined:
-            _insert_parquet(con, "quarantine", quarantined, ["file_identity", "source"],
-                            sum(entry[i]["rows_quarantined"] for i, _, _ in quarantined), run_id)
+            _insert_parquet(con, "quarantine", quarantined, run_id)
         con.execute("insert into files by name select *, now() as ingested_at from incoming_files")
         con.execute("""insert into rejections select identity, source, landing_path, sha256, reason, run_id, now()
                        from incoming_files where status = 'rejected'""")

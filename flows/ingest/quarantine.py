@@ -45,14 +45,20 @@ def pending(state: Path) -> dict | None:
 
 def pending_rows(state: Path, source: str | None, file: str | None) -> pl.DataFrame:
     """Quarantined rows of the stopped run's files, parked in the work folder (never loaded)."""
+    from flows.ingest.extract import work_file
+
     run = pending(state)
     frames = []
     for entry in (run or {}).get("files", []):
-        path = state / "work" / f"{entry['sha256']}.quarantine.parquet"
         if (source and entry["source"] != source) or (file and file not in (entry["identity"], entry["landing_path"])):
             continue
+        # A run stopped by an earlier version parked one Parquet per file, named by its hash.
+        path = work_file(state / "work", entry.get("work") or entry["sha256"], "quarantine")
         if path.exists():
-            frames.append(pl.read_parquet(path).with_columns(
+            rows = pl.read_parquet(path)
+            if "file_identity" in rows.columns:
+                rows = rows.filter(pl.col("file_identity") == entry["identity"])
+            frames.append(rows.with_columns(
                 status=pl.lit(f"stopped run {run.get('run_id', '')}"[:60]), source=pl.lit(entry["source"]),
                 file=pl.lit(entry["landing_path"])))
     if not frames:

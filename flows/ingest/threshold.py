@@ -7,11 +7,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import polars as pl
-
 from flows.config import Settings
 from flows.files import write_json_atomic
-from flows.ingest.extract import FileResult
+from flows.ingest.extract import FileResult, read_work
 from flows.ingest.quarantine import PENDING
 from flows.ingest.sources import SOURCES
 
@@ -33,7 +31,7 @@ def threshold_summary(results: list[FileResult], settings: Settings, run_id: str
             workdir = settings.state / "work"
             write_json_atomic(workdir / PENDING, {
                 "run_id": run_id, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "files": [{k: getattr(r, k) for k in ("identity", "source", "landing_path", "sha256")}
+                "files": [{k: getattr(r, k) for k in ("identity", "source", "landing_path", "sha256", "work")}
                           for r in results if r.status == "ingested"]})
             raise ThresholdExceeded(
                 f"{name}: {bad:,} of {read:,} rows quarantined ({share:.2%}) exceeds "
@@ -48,8 +46,8 @@ def _worst(files: list[FileResult], workdir: Path) -> str:
     files = sorted((r for r in files if r.rows_quarantined), key=lambda r: -r.rows_quarantined)
     named = ", ".join(f"{r.landing_path} {r.rows_quarantined:,} of {r.rows_read:,}" for r in files[:3])
     named += f" and {len(files) - 3} more" if len(files) > 3 else ""
-    parts = [p for r in files if (p := workdir / f"{r.sha256}.quarantine.parquet").exists()]
-    rules = pl.read_parquet(parts).get_column("rules").str.split("; ").explode().value_counts(sort=True) \
-        if parts else None
+    quarantined = read_work(workdir, files, "quarantine")
+    rules = quarantined.get_column("rules").str.split("; ").explode().value_counts(sort=True) \
+        if len(quarantined) else None
     top = ", ".join(f"{rule} ({n:,})" for rule, n in rules.head(3).iter_rows()) if rules is not None else "?"
     return f"Files: {named}; top rules: {top}"
