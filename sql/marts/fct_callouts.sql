@@ -2,7 +2,9 @@
   fct_callouts — one row per call-out (incident_id), after corrections, with the response
   time in whole seconds where it is measured: response_measured, not cancelled, on scene.
 */
-with callouts as (
+-- Read three times below, so not materialised: each reference scans only the state's columns it
+-- needs (materialised, the national reports spilled 2 GB to disk: 6.5 s against 5.1 s).
+with callouts as not materialized (
     select * from stg_dispatch__callouts
 ),
 
