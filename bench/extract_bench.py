@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import duckdb  # noqa: E402
 
 from bench.common import OUT, ensure_sample, machine, median_time, table  # noqa: E402
+from flows.files import file_sha256  # noqa: E402
 from flows.ingest import extract, readers  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def main() -> None:
 
     rows = baseline()
     base, base_runs = median_time(baseline, args.runs)
-    hashes = {f.identity: readers.file_sha256(landing / f.path) for f in reports}
+    hashes = {f.identity: file_sha256(landing / f.path) for f in reports}
     work = Path(tempfile.mkdtemp(prefix="politikpi-bench-"))
 
     def ours():

@@ -175,7 +175,7 @@ def check_threshold(results: list[extract.FileResult], settings: Settings, run_i
 @task(name="load state", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=io_only)
 def load_state(results: list[extract.FileResult], state_dir: Path, workdir: Path, run_id: str,
                reset: list[str]) -> int:
-    """Apply each file's outcome to the state database, one transaction per file (idempotent)."""
+    """Apply each file's outcome to the state database, each file wholly in or out (idempotent)."""
     with state.connect(state_dir) as con:
         applied = load_results(con, results, workdir, run_id, reset)
     faults.hit("load")
@@ -224,6 +224,8 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
         todo, refused, hashes = scan(settings.landing, settings.state)
         rebuild = extract.archived_entries(settings.state, None if full_refresh else reingest) \
             if (full_refresh or reingest) else {}
+        delivered = {lf.identity for lf in todo}  # a new delivery replaces its archived version
+        rebuild = {name: [e for e in entries if e["identity"] not in delivered] for name, entries in rebuild.items()}
         full = bool(full_refresh or reingest)  # every table anew, never patched from the current release
         if not todo and not full and (current := unchanged_release(settings)):
             finish_interrupted_publish(settings)  # a run that failed after listing its release
@@ -244,7 +246,7 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
         results = [r for f in futures for r in f.result()]
         summary = check_threshold(results, settings, run_id)
         reset = [e["identity"] for entries in rebuild.values() for e in entries]
-        load_state(results, settings.state, workdir, run_id, reset if full_refresh else [])
+        load_state(results, settings.state, workdir, run_id, reset)
         announce(results, logger)  # before the build: a failed audit must not hide a rejected file
         if pin := releases.pinned(settings.warehouse):
             cleanup(settings, None)

@@ -154,19 +154,65 @@ def test_full_refresh_rebuilds_from_the_archive_without_the_landing_folder(run, 
     assert before == after
 
 
-def test_reingest_revalidates_only_the_matching_files(run, tmp_path):
+def test_a_full_refresh_takes_a_redelivered_file_over_its_archived_version(run, tmp_path):
+    """A file delivered again with new content during a full refresh has one outcome: the new one."""
+    from flows.files import file_sha256
     from flows.refresh import refresh
+    from tests.conftest import copy_folders
 
-    root, _ = run
+    copy_folders(run[0], tmp_path)
+    path = next(p for p in sorted((tmp_path / "landing" / "reports").glob("2019-01-1*.csv")))
+    identity = f"reports/{path.name}"
+    data = path.read_bytes()
+    path.write_bytes(data + data.split(b"\n")[1] + b"\n")  # its first record once more
+    db = tmp_path / "state" / "state.duckdb"
+    read_before = rows(db, f"select rows_read from files where identity = '{identity}'")[0][0]
+    refresh(str(tmp_path / "landing"), str(tmp_path / "state"), str(tmp_path / "warehouse"), full_refresh=True)
+    held = rows(db, f"""select sha256, rows_read, rows_staged, rows_quarantined,
+                               (select count(*) from staged_reports where file_identity = '{identity}'),
+                               (select count(*) from quarantine where file_identity = '{identity}')
+                        from files where identity = '{identity}'""")
+    assert len(held) == 1
+    sha, read, staged, quarantined, in_staged, in_quarantine = held[0]
+    assert (sha, read) == (file_sha256(path), read_before + 1)
+    assert (in_staged, in_quarantine) == (staged, quarantined) and staged + quarantined == read
+
+
+def test_reingest_applies_a_changed_rule_to_the_matching_files_only(run, tmp_path, monkeypatch):
+    """After a rule change, --reingest re-validates the matching archived files and the state takes
+    their new outcome (same content, same hash: still re-applied); other files keep theirs."""
+    import schemas.reports
+    from flows.refresh import refresh
+    from tests.conftest import copy_folders
+
+    copy_folders(run[0], tmp_path)
+    db = tmp_path / "state" / "state.duckdb"
+
+    def count(sql: str) -> int:
+        return rows(db, sql)[0][0]
+
+    saerlov = "select count(*) from staged_reports where lovomraade = 'Særlov'"
+    moved = "select count(*) from quarantine where rules like '%lovomraade_allowed_value%'"
+    others = "select list(run_id order by identity) from files where source <> 'reports'"
+    before = count(saerlov), count(moved), count(others)
+    assert before[0]
+    # The rule change: Særlov is no longer a law area (the audit's allowed values follow the rule,
+    # so every report file is re-validated); ~9 % of the rows move, over the 5 % threshold.
+    monkeypatch.setattr(schemas.reports, "LAW_AREAS", ["Straffelov", "Færdselslov"])
+    monkeypatch.setenv("POLITIKPI_MAX_QUARANTINE_SHARE", "0.5")
     empty = tmp_path / "empty-landing"
     empty.mkdir()
-    result = refresh(str(empty), str(root / "state"), str(root / "warehouse"), reingest="reports/2019-01-0[1-3]*")
-    assert result["files_ingested"] == 3
+    result = refresh(str(empty), str(tmp_path / "state"), str(tmp_path / "warehouse"), reingest="reports/*")
+    assert result["files_ingested"] == count("select count(*) from files where source = 'reports' "
+                                             "and status = 'ingested'")
+    assert (count(saerlov), count(others)) == (0, before[2]) and count(moved) >= before[1] + before[0]
+    assert not count("select count(*) from quarantine where raw_values->>'$.lovomraade' = 'Særlov' "
+                     "and rules not like '%lovomraade_allowed_value%'")  # every Særlov row names the rule
 
 
 def test_two_files_with_the_same_content_each_load_their_rows(run, tmp_path):
-    """The load reads each staged Parquet once (they are named by content hash) and joins it to
-    the files: two copies arriving in one run must each get their rows, not none, not twice as many."""
+    """Two copies of a file arriving in one run (one content, two identities) must each get their
+    rows in the state, not none, not twice as many."""
     from flows.refresh import refresh
     from tests.conftest import copy_folders
 

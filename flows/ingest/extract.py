@@ -61,13 +61,19 @@ def work_file(workdir: Path, work: str, part: str) -> Path:
     return workdir / f"{work}.{part}.parquet"
 
 
-def read_work(workdir: Path, results: list[FileResult], part: str) -> pl.DataFrame:
-    """The staged or quarantined rows of these files from their batches' work files."""
-    paths = sorted(p for p in {work_file(workdir, r.work, part) for r in results if r.work} if p.exists())
+def read_work(workdir: Path, results: list, part: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """The staged or quarantined rows of these files (FileResults, or dicts with identity and work)
+    from their batches' work files, each file read once."""
+    def get(r, key: str):
+        return r[key] if isinstance(r, dict) else getattr(r, key)
+
+    paths = sorted(p for p in {work_file(workdir, get(r, "work"), part) for r in results if get(r, "work")}
+                   if p.exists())
     if not paths:
         return pl.DataFrame()
-    identities = [r.identity for r in results]
-    return pl.read_parquet(paths).filter(pl.col("file_identity").is_in(identities))
+    identities = [get(r, "identity") for r in results]
+    rows = pl.scan_parquet(paths).filter(pl.col("file_identity").is_in(identities))
+    return (rows.select(columns) if columns else rows).collect()
 
 
 def load_rules() -> None:

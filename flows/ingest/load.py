@@ -18,6 +18,8 @@ def load_results(con, results: list[FileResult], workdir: Path, run_id: str, res
     """Apply outcomes in order, skipping files the state already holds in this version (a resumed
     run); files being rebuilt (reset) are always re-applied. Several files share a transaction
     (each is wholly in or wholly out either way). Returns how many were applied."""
+    if len({r.identity for r in results}) < len(results):
+        raise RuntimeError("state load: a file identity has two outcomes in one run; nothing was loaded (report it)")
     held = {r[0]: r[1] for r in con.execute("select identity, sha256 from files").fetchall()}
     todo = [r for r in results if r.identity in reset or held.get(r.identity) != r.sha256]
     batch: list[FileResult] = []
@@ -46,8 +48,9 @@ def _load_batch(con, batch: list[FileResult], run_id: str, workdir: Path) -> Non
 
 
 def _rows_of(results: list[FileResult], workdir: Path, part: str) -> tuple[list[str], list[str], int]:
-    """(the files' identities, the work files holding their rows, how many rows validation counted)."""
-    paths = sorted({str(work_file(workdir, r.work, part)) for r in results})
+    """(the files' identities, the work files holding their rows, how many rows validation counted):
+    an identity has one outcome a run, so its rows are the work files' rows naming it."""
+    paths = sorted({str(work_file(workdir, r.work, part)) for r in results if r.work})
     counted = sum(r.rows_staged if part == "staged" else r.rows_quarantined for r in results)
     return [r.identity for r in results], paths, counted
 

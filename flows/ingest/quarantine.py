@@ -45,25 +45,18 @@ def pending(state: Path) -> dict | None:
 
 def pending_rows(state: Path, source: str | None, file: str | None) -> pl.DataFrame:
     """Quarantined rows of the stopped run's files, parked in the work folder (never loaded)."""
-    from flows.ingest.extract import work_file
+    from flows.ingest.extract import read_work
 
-    run = pending(state)
-    frames = []
-    for entry in (run or {}).get("files", []):
-        if (source and entry["source"] != source) or (file and file not in (entry["identity"], entry["landing_path"])):
-            continue
-        # A run stopped by an earlier version parked one Parquet per file, named by its hash.
-        path = work_file(state / "work", entry.get("work") or entry["sha256"], "quarantine")
-        if path.exists():
-            rows = pl.read_parquet(path)
-            if "file_identity" in rows.columns:
-                rows = rows.filter(pl.col("file_identity") == entry["identity"])
-            frames.append(rows.with_columns(
-                status=pl.lit(f"stopped run {run.get('run_id', '')}"[:60]), source=pl.lit(entry["source"]),
-                file=pl.lit(entry["landing_path"])))
-    if not frames:
+    run = pending(state) or {}
+    entries = [e for e in run.get("files", []) if (not source or e["source"] == source)
+               and (not file or file in (e["identity"], e["landing_path"]))]
+    rows = read_work(state / "work", entries, "quarantine")
+    if not len(rows):
         return pl.DataFrame(schema={c: (pl.Int64 if c in ("line", "length") else pl.String) for c in COLUMNS})
-    return pl.concat(frames, how="diagonal_relaxed").select(COLUMNS).sort("source", "file", "line")
+    files = pl.DataFrame({"file_identity": [e["identity"] for e in entries],
+                          "file": [e["landing_path"] for e in entries]})
+    return rows.join(files, on="file_identity").with_columns(
+        status=pl.lit(f"stopped run {run.get('run_id', '')}"[:60])).select(COLUMNS).sort("source", "file", "line")
 
 
 def all_rows(state: Path, source: str | None, file: str | None) -> pl.DataFrame:

@@ -3,13 +3,14 @@
   with the latest change wins; on a tie, the file whose identity sorts last. No personal data.
 */
 -- Read three times below, so not materialised: each reference scans only the state's columns it
--- needs (materialised, the national reports spilled 2 GB to disk: 6.5 s against 5.1 s).
+-- needs (materialised, the national reports spilled 2 GB to disk: 6.5 s against 5.1 s for fct_reports).
 with reports as not materialized (
     select * from stg_cases__reports
 ),
 
 -- Most reports have one staged version: only keys with several are ranked (a window over every
--- row sorts them all; nationally 6.9 s against 4.2 s for fct_reports).
+-- row sorts them all; nationally 6.9 s against 4.2 s for fct_reports). The key is never NULL
+-- (validation requires it), so the joins below drop nothing the window would have kept.
 corrected_keys as (
     select journal_number
     from reports
