@@ -65,7 +65,7 @@ def read_work(workdir: Path, results: list, part: str, columns: list[str] | None
     """The staged or quarantined rows of these files (FileResults, or dicts with identity and work)
     from their batches' work files, each file read once."""
     def get(r, key: str):
-        return r[key] if isinstance(r, dict) else getattr(r, key)
+        return r.get(key) if isinstance(r, dict) else getattr(r, key)  # a dict from before `work`: none
 
     paths = sorted(p for p in {work_file(workdir, get(r, "work"), part) for r in results if get(r, "work")}
                    if p.exists())
