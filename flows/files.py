@@ -44,5 +44,6 @@ def write_parquet_atomic(frame, path: Path, scratch: bool = False) -> None:
     (~40 % cheaper to write; nationally about 0.7 GB, until the run's cleanup)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary(path)
-    frame.write_parquet(tmp, compression="uncompressed", statistics=False) if scratch else frame.write_parquet(tmp)
+    options = {"compression": "uncompressed", "statistics": False} if scratch else {}
+    frame.write_parquet(tmp, **options)
     os.replace(tmp, path)

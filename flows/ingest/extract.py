@@ -61,17 +61,17 @@ def work_file(workdir: Path, work: str, part: str) -> Path:
     return workdir / f"{work}.{part}.parquet"
 
 
-def read_work(workdir: Path, results: list, part: str, columns: list[str] | None = None) -> pl.DataFrame:
-    """The staged or quarantined rows of these files (FileResults, or dicts with identity and work)
-    from their batches' work files, each file read once."""
-    def get(r, key: str):
-        return r.get(key) if isinstance(r, dict) else getattr(r, key)  # a dict from before `work`: none
+def work_paths(workdir: Path, works, part: str) -> list[Path]:
+    """The staged or quarantined work files of these validation batches (None: no batch)."""
+    return sorted({work_file(workdir, work, part) for work in works if work})
 
-    paths = sorted(p for p in {work_file(workdir, get(r, "work"), part) for r in results if get(r, "work")}
-                   if p.exists())
+
+def read_work(workdir: Path, works, identities: list[str], part: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """The staged or quarantined rows of these files from their batches' work files (those that
+    still exist), each file read once."""
+    paths = [p for p in work_paths(workdir, works, part) if p.exists()]
     if not paths:
         return pl.DataFrame()
-    identities = [get(r, "identity") for r in results]
     rows = pl.scan_parquet(paths).filter(pl.col("file_identity").is_in(identities))
     return (rows.select(columns) if columns else rows).collect()
 

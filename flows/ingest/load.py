@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from flows.ingest.extract import FileResult, work_file
+from flows.ingest.extract import FileResult, work_paths
 
 LOAD_BATCH_ROWS = 1_000_000  # rows applied per state transaction (several files at once)
 
@@ -50,7 +50,7 @@ def _load_batch(con, batch: list[FileResult], run_id: str, workdir: Path) -> Non
 def _rows_of(results: list[FileResult], workdir: Path, part: str) -> tuple[list[str], list[str], int]:
     """(the files' identities, the work files holding their rows, how many rows validation counted):
     an identity has one outcome a run, so its rows are the work files' rows naming it."""
-    paths = sorted({str(work_file(workdir, r.work, part)) for r in results if r.work})
+    paths = [str(p) for p in work_paths(workdir, (r.work for r in results), part)]
     counted = sum(r.rows_staged if part == "staged" else r.rows_quarantined for r in results)
     return [r.identity for r in results], paths, counted
 

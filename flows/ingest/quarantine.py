@@ -50,7 +50,8 @@ def pending_rows(state: Path, source: str | None, file: str | None) -> pl.DataFr
     run = pending(state) or {}
     entries = [e for e in run.get("files", []) if (not source or e["source"] == source)
                and (not file or file in (e["identity"], e["landing_path"]))]
-    rows = read_work(state / "work", entries, "quarantine")
+    # A run stopped before work files were per batch lists no `work`: its rows are not shown.
+    rows = read_work(state / "work", [e.get("work") for e in entries], [e["identity"] for e in entries], "quarantine")
     if not len(rows):
         return pl.DataFrame(schema={c: (pl.Int64 if c in ("line", "length") else pl.String) for c in COLUMNS})
     files = pl.DataFrame({"file_identity": [e["identity"] for e in entries],

@@ -46,7 +46,8 @@ def _worst(files: list[FileResult], workdir: Path) -> str:
     files = sorted((r for r in files if r.rows_quarantined), key=lambda r: -r.rows_quarantined)
     named = ", ".join(f"{r.landing_path} {r.rows_quarantined:,} of {r.rows_read:,}" for r in files[:3])
     named += f" and {len(files) - 3} more" if len(files) > 3 else ""
-    quarantined = read_work(workdir, files, "quarantine", columns=["rules"])
+    quarantined = read_work(workdir, [r.work for r in files], [r.identity for r in files], "quarantine",
+                            columns=["rules"])
     rules = quarantined.get_column("rules").str.split("; ").explode().value_counts(sort=True) \
         if len(quarantined) else None
     top = ", ".join(f"{rule} ({n:,})" for rule, n in rules.head(3).iter_rows()) if rules is not None else "?"
