@@ -31,12 +31,52 @@ State = Annotated[Path, typer.Option(envvar="POLITIKPI_STATE",
 Warehouse = Annotated[Path, typer.Option(envvar="POLITIKPI_WAREHOUSE",
                                          help="Warehouse folder: releases/, manifest.json and the stable politikpi.duckdb.")]
 
+District = Annotated[str | None, typer.Option(
+    "--district", envvar="POLITIKPI_DISTRICT", metavar="CODE",
+    help="Police district (reference/police_districts.csv, e.g. sydsjaelland, koebenhavn): its municipalities, "
+         "names and populations. Default sydsjaelland.")]
+FleetFile = Annotated[Path | None, typer.Option(
+    "--fleet", envvar="POLITIKPI_FLEET", metavar="FILE",
+    help="Fleet file (TOML) naming each district's landing, state and warehouse folders and the national "
+         "warehouse; a folder given on the command line wins over it.")]
+
 EXIT_OK, EXIT_ERROR, EXIT_DATA_QUALITY, EXIT_BUSY, EXIT_REJECTED = 0, 1, 2, 3, 4
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
-    err.print(f"[bold red]FAILED[/]: {message}")
+    err.print(f"[bold red]FAILED[/]: {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def use_district(code: str | None) -> str:
+    """Check the district and make it this process's (the rules and the build read POLITIKPI_DISTRICT)."""
+    from schemas.reference import UnknownDistrict, check_district
+
+    try:
+        code = check_district(code)
+    except UnknownDistrict as exc:
+        fail(str(exc))
+    os.environ["POLITIKPI_DISTRICT"] = code
+    return code
+
+
+def fleet_folders(ctx: typer.Context, fleet: Path | None, district: str | None, **given: Path) -> dict[str, Path]:
+    """The folders a district run uses (SPEC 8.1 precedence): command line > fleet file > environment
+    variable > default. Without a fleet file, the options as typer resolved them."""
+    from typer._click.core import ParameterSource
+
+    from flows.fleet import FleetError, read_fleet
+
+    if fleet is None:
+        return given
+    if not district:
+        fail(f"--fleet {fleet} needs --district CODE (which of its districts to run)")
+    try:
+        entry = read_fleet(fleet).district(district)
+    except FleetError as exc:
+        fail(str(exc))
+    return {name: value if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE else getattr(entry, name)
+            for name, value in given.items()}
 
 
 @app.command()
@@ -47,11 +87,15 @@ def sample(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 2019,
     days: Annotated[int | None, typer.Option(min=1, max=366, help="Only the first N days of each year (a small sample for tests).")] = None,
     late_delivery: Annotated[str | None, typer.Option(metavar="YYYY-MM", help="Instead: add to the landing folder --out a late re-delivery that restates the response times of a closed month in Lolland (for the revisions log: refresh, add it, refresh again).")] = None,
+    district: District = None,
+    country: Annotated[bool, typer.Option("--country", help="All 12 districts: --out DIR gets DIR/<district>/landing/ for each and a fleet file DIR/politikpi.toml naming them.")] = False,
 ) -> None:
     """Write a deterministic sample landing folder calibrated to the district's 2019 deck.
 
     Several years (--years 2015-2019) show a trend: response times fall year by year toward 2019,
-    the spread shrinks, Sorø improves and Faxe does not. --late-delivery adds a later correction."""
+    the spread shrinks, Sorø improves and Faxe does not. --late-delivery adds a later correction.
+    --district CODE writes another district's folder (volumes in proportion to its population, its
+    own journal prefix and incident ids); --country writes all 12 and a fleet file."""
     from sample import SampleSpec, parse_years, write_late_delivery, write_sample
 
     if late_delivery:
@@ -74,16 +118,38 @@ def sample(
                             for p in out.iterdir()):
         fail(f"{out} holds other files than a landing folder's; choose an empty or landing folder")
     started = time.monotonic()
+    if country:
+        from flows.fleet import write_fleet
+        from schemas.reference import load_districts
+
+        codes = sorted(load_districts() or {})
+        if not codes:
+            fail("--country needs reference/police_districts.csv (the reference folder lists one district)")
+        if out.exists() and any(p.name not in (*codes, "politikpi.toml") and not p.name.startswith(".")
+                                for p in out.iterdir()):
+            fail(f"{out} holds other files than a country sample's; choose an empty folder")
+        with console.status("writing the country's sample…") as status:
+            for n, code in enumerate(codes, start=1):
+                def progress(source, day, code=code, n=n):
+                    status.update(f"district {n}/{len(codes)} {code}: writing {source} {day}")
+                write_sample(out / code / "landing", SampleSpec(years=years, scale=scale, seed=seed, days=days,
+                                                                district=code), progress)
+        fleet = write_fleet(out / "politikpi.toml", codes)
+        console.print(f"OK: wrote {len(codes)} districts' landing folders under {out} and the fleet file {fleet} "
+                      f"in {time.monotonic() - started:.1f} s")
+        return
+    code = use_district(district)
     with console.status("writing sample…") as status:
         def progress(source, day):
             status.update(f"writing {source} {day}")
-        written = write_sample(out, SampleSpec(years=years, scale=scale, seed=seed, days=days), progress)
-    console.print(f"OK: wrote {sum(written.values())} files to {out} "
+        written = write_sample(out, SampleSpec(years=years, scale=scale, seed=seed, days=days, district=code), progress)
+    console.print(f"OK: wrote {sum(written.values())} files to {out} for district {code} "
                   f"({', '.join(f'{k} {v}' for k, v in written.items())}) in {time.monotonic() - started:.1f} s")
 
 
 @app.command()
 def refresh(
+    ctx: typer.Context,
     landing: Landing = Path("data/landing"),
     state: State = Path("data/state"),
     warehouse: Warehouse = Path("warehouse"),
@@ -92,13 +158,19 @@ def refresh(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's task logs and tracebacks on the terminal.")] = False,
     accept_restatement: Annotated[str | None, typer.Option(metavar="REASON", help="Publish even if closed months moved beyond POLITIKPI_CHANGE_HARD_SHARE (a real restatement); the reason and the changes are logged in the release and <state>/restatements.jsonl.")] = None,
     fail_on_rejected: Annotated[bool, typer.Option("--fail-on-rejected", envvar="POLITIKPI_FAIL_ON_REJECTED", help="Exit 4 when this run rejected a file (the release is still published): for cron and other automation.")] = False,
+    district: District = None,
+    fleet: FleetFile = None,
 ) -> None:
     """Run the refresh flow once: extract, validate, transform, audit, publish.
 
     Exit status: 0 done (published, nothing new, or pinned by a rollback); 2 data-quality failure
     (threshold or audit; the current release stays current); 3 another refresh holds the state;
     4 with --fail-on-rejected: files were rejected this run (what could be read is published);
-    1 any other error. A rejected file is also a Prefect event, politikpi.file.rejected."""
+    1 any other error. A rejected file is also a Prefect event, politikpi.file.rejected.
+    With --fleet FILE --district CODE the district's folders come from the fleet file."""
+    folders = fleet_folders(ctx, fleet, district, landing=landing, state=state, warehouse=warehouse)
+    landing, state, warehouse = folders["landing"], folders["state"], folders["warehouse"]
+    district = use_district(district)
     if landing.exists() and not landing.is_dir():
         fail(f"--landing {landing} is a file, not a folder: give the folder that holds reports/, dispatches/, "
              "outreach/ and ambassadors/")
@@ -116,6 +188,7 @@ def refresh(
     with console.status("refreshing (Prefect flow)…"):
         import duckdb
 
+        from flows.district import WrongDistrict
         from flows.ingest.state import StateBusy
         from flows.refresh import ThresholdExceeded, run_by_hand
         from flows.release.audit import AuditFailed
@@ -123,14 +196,15 @@ def refresh(
 
         started = time.monotonic()
         try:
-            result = run_by_hand(str(landing), str(state), str(warehouse), full_refresh, reingest, accept_restatement)
+            result = run_by_hand(str(landing), str(state), str(warehouse), full_refresh, reingest, accept_restatement,
+                                 district)
         except ThresholdExceeded as exc:
             fail(str(exc), EXIT_DATA_QUALITY)
         except AuditFailed as exc:
             fail(f"{exc} (Data Docs: {exc.result.docs})", EXIT_DATA_QUALITY)
         except StateBusy as exc:
             fail(str(exc), EXIT_BUSY)
-        except (ManifestError, PublishRefused) as exc:
+        except (ManifestError, PublishRefused, WrongDistrict) as exc:
             fail(str(exc))
         except OSError as exc:  # disk full, read-only or missing folders: say which path
             fail(f"{exc.strerror or exc} ({exc.filename or 'warehouse or state folder'}); the current release "
@@ -346,7 +420,9 @@ def rollback(
     from flows.release.releases import rollback as do_rollback
 
     entry = do_rollback(warehouse, release)
-    console.print(f"[bold green]OK[/]: {warehouse / 'politikpi.duckdb'} is release {entry['release_id']} "
+    from flows.release.store import stable_path
+
+    console.print(f"[bold green]OK[/]: {stable_path(warehouse)} is release {entry['release_id']} "
                   f"(data through {entry.get('data_through')}), pinned until `politikpi unpin`", soft_wrap=True)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from schemas.reference import district_code
 
 
 def _env_float(name: str, default: float) -> float:
@@ -33,15 +36,12 @@ class Settings:
     change_hard_share: float = field(default_factory=lambda: _env_float("POLITIKPI_CHANGE_HARD_SHARE", 0.5))
     # A release is patched from the current one unless more than this share of input files changed.
     patch_max_share: float = field(default_factory=lambda: _env_float("POLITIKPI_PATCH_MAX_SHARE", 0.25))
+    # SPEC 8.1: the district whose municipalities, names and populations a run uses.
+    district: str = field(default_factory=district_code)
 
     def resolved(self) -> Settings:
-        return Settings(
-            landing=self.landing.resolve(), state=self.state.resolve(),
-            warehouse=self.warehouse.resolve(), max_quarantine_share=self.max_quarantine_share,
-            min_rows_for_threshold=self.min_rows_for_threshold, keep_releases=self.keep_releases,
-            storage_version=self.storage_version, change_share=self.change_share,
-            change_hard_share=self.change_hard_share, patch_max_share=self.patch_max_share,
-        )
+        return dataclasses.replace(self, landing=self.landing.resolve(), state=self.state.resolve(),
+                                   warehouse=self.warehouse.resolve())
 
 
 def duckdb_memory() -> str:

@@ -26,9 +26,11 @@ from prefect.events import emit_event  # noqa: E402
 from prefect.logging import get_logger  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
 
+from flows import district as districts  # noqa: E402
 from flows import faults  # noqa: E402
 from flows.build.transform import build_matches, transform_build  # noqa: E402
 from flows.build.versions import file_results_key, state_key  # noqa: E402
+from flows.concurrency import district_slot  # noqa: E402
 from flows.config import Settings  # noqa: E402
 from flows.ingest import extract, state  # noqa: E402
 from flows.ingest.load import load_results  # noqa: E402
@@ -39,6 +41,7 @@ from flows.release.audit import audit_build  # noqa: E402
 from flows.release.publish import Pinned, finish_interrupted_publish, publish_build, unchanged_release  # noqa: E402
 from flows.release.store import PublishRefused, current_release  # noqa: E402
 from flows.release.summary import quarantine_table, summary_markdown  # noqa: E402
+from schemas.reference import check_district  # noqa: E402
 
 CACHE_DAYS = int(os.environ.get("POLITIKPI_CACHE_DAYS", 7))
 CACHE = {"persist_result": True, "cache_expiration": dt.timedelta(days=CACHE_DAYS)}
@@ -99,7 +102,8 @@ def cleanup(settings: Settings, release_id: str | None) -> None:
 
 
 def notify_failure(flow, flow_run, state) -> None:
-    """Flow-level hook: a failed or crashed run is logged and appended to <state>/failures.jsonl."""
+    """Flow-level hook: a failed or crashed run is logged, appended to <state>/failures.jsonl and
+    recorded in <state>/last_run.json (if this run had recorded its start there)."""
     message = str(state.message or state.name)[:500]
     get_logger("politikpi").error("refresh flow run %s %s: %s", flow_run.id, state.name, message)
     folder = Path(flow_run.parameters.get("state_dir", "data/state"))
@@ -107,16 +111,27 @@ def notify_failure(flow, flow_run, state) -> None:
     with open(folder / "failures.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(), "flow_run_id": str(flow_run.id),
                              "state": state.name, "message": message}) + "\n")
+    districts.record_end(folder, "crashed" if state.is_crashed() else "failed", None, message, str(flow_run.id))
 
 
-def announce_rejected(rejected: list[dict]) -> None:
+def announce_rejected(rejected: list[dict], district_code: str) -> None:
     """One Prefect event per file rejected this run (`politikpi.file.rejected`): an automation can
     match it and tell the data owner. Carries file names and reasons only, never content."""
     for item in rejected:
         emit_event(event="politikpi.file.rejected",
-                   resource={"prefect.resource.id": f"politikpi.file.{item['file']}",
-                             "prefect.resource.name": item["file"], "politikpi.source": item["source"]},
-                   payload={"reason": item["reason"]})
+                   resource={"prefect.resource.id": f"politikpi.file.{district_code}.{item['file']}",
+                             "prefect.resource.name": item["file"], "politikpi.source": item["source"],
+                             "politikpi.district": district_code},
+                   payload={"reason": item["reason"], "district_code": district_code})
+
+
+def announce_published(entry: dict, district_code: str) -> None:
+    """`politikpi.release.published` (SPEC 8.3): the national deployment's trigger waits for these."""
+    emit_event(event="politikpi.release.published",
+               resource={"prefect.resource.id": f"politikpi.district.{district_code}",
+                         "prefect.resource.name": district_code},
+               payload={"district_code": district_code, "release_id": entry["release_id"],
+                        "sha256": entry["sha256"], "data_through": str(entry.get("data_through"))})
 
 
 def run_artifacts(outcome: dict, settings: Settings) -> None:
@@ -207,20 +222,34 @@ def publish(settings: Settings, built: dict, audited: dict) -> dict:
 
 @flow(name="refresh", on_failure=[notify_failure], on_crashed=[notify_failure])
 def refresh(landing: str = "data/landing", state_dir: str = "data/state", warehouse: str = "warehouse",
-            full_refresh: bool = False, reingest: str | None = None, accept_restatement: str | None = None) -> dict:
+            full_refresh: bool = False, reingest: str | None = None, accept_restatement: str | None = None,
+            district: str | None = None) -> dict:
     """Nightly refresh: landing files in, an audited release of the KPI warehouse out.
 
     full_refresh re-validates every archived file; reingest (a glob on file identities, e.g.
     "reports/2019-03-*") re-validates the matching archived files after a rule change;
     accept_restatement (the operator's reason) lets closed months move beyond the audit's hard limit.
     A run with nothing new publishes nothing ("unchanged"); a pinned release (rollback) stays
-    current and new data is only staged ("pinned")."""
-    settings = Settings(Path(landing), Path(state_dir), Path(warehouse)).resolved()
+    current and new data is only staged ("pinned"). district (default POLITIKPI_DISTRICT, else
+    sydsjaelland) selects the municipalities the rules accept and the reference the build uses; where
+    a Prefect server is configured the run holds the concurrency limit politikpi-district-<code>."""
+    if district:  # the rules and the build read the district from the environment of this process
+        os.environ["POLITIKPI_DISTRICT"] = check_district(district)
+    settings = Settings(Path(landing), Path(state_dir), Path(warehouse), district=check_district()).resolved()
+    with district_slot(settings.district):
+        return _refresh(settings, full_refresh, reingest, accept_restatement)
+
+
+def _refresh(settings: Settings, full_refresh: bool, reingest: str | None, accept_restatement: str | None) -> dict:
     logger = get_run_logger()
     run_id = str(flow_run.get_id() or dt.datetime.now(dt.UTC).strftime("local-%Y%m%dT%H%M%S"))
     workdir = settings.state / "work"
     results_at = {"result_storage": results_dir(settings)}  # one cache for every runner of this state
     with state.state_lock(settings.state):
+        districts.claim(settings.state, settings.warehouse, settings.district)
+        if crashed := districts.record_start(settings.state, run_id):
+            logger.warning("the last run of %s never recorded an end: recorded as crashed (%s)", settings.district,
+                           crashed["message"])
         todo, refused, hashes = scan(settings.landing, settings.state)
         rebuild = extract.archived_entries(settings.state, None if full_refresh else reingest) \
             if (full_refresh or reingest) else {}
@@ -247,7 +276,7 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
         summary = check_threshold(results, settings, run_id)
         reset = [e["identity"] for entries in rebuild.values() for e in entries]
         load_state(results, settings.state, workdir, run_id, reset)
-        announce(results, logger)  # before the build: a failed audit must not hide a rejected file
+        announce(results, logger, settings.district)  # before the build: a failed audit must not hide a rejected file
         if pin := releases.pinned(settings.warehouse):
             cleanup(settings, None)
             current = current_release(settings.warehouse)
@@ -285,7 +314,7 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
 
 
 def run_by_hand(landing: str, state_dir: str, warehouse: str, full_refresh: bool = False, reingest: str | None = None,
-                accept_restatement: str | None = None) -> dict:
+                accept_restatement: str | None = None, district: str | None = None) -> dict:
     """The flow run `politikpi refresh` starts: without Prefect's heartbeat thread, which lets a
     zombie-run automation mark a vanished run Crashed but, sleeping in 1 s steps, holds every run's
     end by up to a second. A run by hand reports to its terminal (and a crash to failures.jsonl);
@@ -294,17 +323,17 @@ def run_by_hand(landing: str, state_dir: str, warehouse: str, full_refresh: bool
     from prefect.settings import temporary_settings
 
     with temporary_settings(set_defaults={"flows.heartbeat_frequency": None}):
-        return refresh(landing, state_dir, warehouse, full_refresh, reingest, accept_restatement)
+        return refresh(landing, state_dir, warehouse, full_refresh, reingest, accept_restatement, district)
 
 
 def rejected_this_run(results: list) -> list[dict]:
     return [{"file": r.landing_path, "source": r.source, "reason": r.reason} for r in results if r.status == "rejected"]
 
 
-def announce(results: list, logger) -> None:
+def announce(results: list, logger, district_code: str) -> None:
     """Files rejected this run: a warning in the run's log and a Prefect event each."""
     if new := rejected_this_run(results):
-        announce_rejected(new)
+        announce_rejected(new, district_code)
         logger.warning("%d file(s) rejected this run (the rest goes on): %s", len(new),
                        "; ".join(f"{r['file']}: {r['reason']}" for r in new)[:2000])
 
@@ -318,7 +347,9 @@ def _finish(settings: Settings, logger, status: str, release: dict | None, summa
                "rejected_this_run": new, "files_ingested": sum(r.status == "ingested" for r in results)}
     run_artifacts(outcome, settings)
     rid = release["release_id"] if release else None
+    districts.record_end(settings.state, status, rid, f"{status} {rid}", str(flow_run.get_id() or "") or None)
     if status == "published":
+        announce_published(release, settings.district)
         logger.info("published release %s", rid)
     elif status == "unchanged":
         logger.info("nothing new; release %s stays current", rid)

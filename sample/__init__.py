@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from sample import events as ev
 from sample.late import LateDelivery, write_late_delivery
-from schemas.reference import load_municipalities
+from schemas.reference import DEFAULT_DISTRICT, check_district, load_districts, load_municipalities
 
 __all__ = ["DECK_2019", "SOURCES", "LateDelivery", "SampleSpec", "parse_years", "volumes", "write_late_delivery",
            "write_sample"]
@@ -50,6 +51,7 @@ class SampleSpec:
     # write only these sources (a quick sample of one source); the others' random draws are still
     # made, so what is written is byte for byte what the full sample holds
     sources: tuple[str, ...] = SOURCES
+    district: str = DEFAULT_DISTRICT  # SPEC 8.2: volumes in proportion to its population, its own ids
 
 
 def year_factor(year: int) -> float:
@@ -57,10 +59,54 @@ def year_factor(year: int) -> float:
     return 1.0 + 0.02 * (year - 2019)
 
 
-def volumes(year: int, scale: int) -> dict[str, int]:
-    """The target count of every valid volume for one year."""
-    factor = year_factor(year) * scale
+def volumes(year: int, scale: int, ratio: float = 1.0) -> dict[str, int]:
+    """The target count of every valid volume for one year; ratio = the district's population over
+    the deck district's (the deck's 2019 rates per 1,000 inhabitants, SPEC 8.2)."""
+    factor = year_factor(year) * scale * ratio
     return {key: round(value * factor) for key, value in DECK_2019.items()}
+
+
+# Mean response minutes of each district (its median municipality): plausible for its geography,
+# urban districts faster; none is slower than the deck's district (12:36 in 2017, the slowest).
+DISTRICT_RESPONSE_MEAN_MIN = {
+    "koebenhavn": 6.8, "koebenhavnsvestegn": 7.6, "nordsjaelland": 9.1, "oestjylland": 8.9, "fyn": 9.8,
+    "sydoestjylland": 9.9, "nordjylland": 10.9, "midtvestjylland": 11.3, "syddanmark": 10.8,
+    "midtvestsjaelland": 11.2, "bornholm": 9.4,
+}
+
+
+def population_ratio(district: str) -> float:
+    """The district's population (latest year held) over the deck district's."""
+    def total(code: str) -> int:
+        return sum(m.population for m in load_municipalities(district=code))
+    return 1.0 if district == DEFAULT_DISTRICT else total(district) / total(DEFAULT_DISTRICT)
+
+
+def place_for(district: str) -> ev.Place:
+    """The district's sample identity: the deck district as it always was, any other from the
+    reference data (journal prefix, municipalities, a neighbour for the out-of-district dirt)."""
+    if district == DEFAULT_DISTRICT:
+        return ev.Place()
+    check_district(district)
+    munis = load_municipalities(district=district)
+    mine = {m.code for m in munis}
+    neighbour = min(m.code for m in load_municipalities(country=True) if m.code not in mine)
+    pops = sorted(m.population for m in munis)
+    median = (pops[(len(pops) - 1) // 2] + pops[len(pops) // 2]) / 2
+    base = DISTRICT_RESPONSE_MEAN_MIN.get(district, 10.0)
+    return ev.Place(
+        code=district, journal_prefix=load_districts()[district].journal_prefix, id_prefix=district.upper(),
+        outside=neighbour, main=max(munis, key=lambda m: m.population).code,
+        # bigger municipalities are reached faster: +-~15 % around the district's mean
+        response_mean={m.code: round(base * (median / m.population) ** 0.12, 2) for m in munis},
+        towns={m.code: [t for t in dict.fromkeys([m.station.split(" og ")[0] if m.station else "", m.name]) if t]
+               for m in munis},
+    )
+
+
+def district_seed(spec: SampleSpec) -> int:
+    """The deck district keeps its seed (its bytes never change); another district's is its own."""
+    return spec.seed if spec.district == DEFAULT_DISTRICT else spec.seed + zlib.crc32(spec.district.encode()) % 999_983
 
 
 def write_sample(out: Path, spec: SampleSpec, progress=None) -> dict[str, int]:
@@ -69,11 +115,12 @@ def write_sample(out: Path, spec: SampleSpec, progress=None) -> dict[str, int]:
     unknown = sorted(set(spec.sources) - set(SOURCES))
     if unknown:
         raise ValueError(f"unknown sample source(s) {', '.join(unknown)}: choose from {', '.join(SOURCES)}")
-    munis = load_municipalities()
+    munis = load_municipalities(district=spec.district)
+    place, ratio = place_for(spec.district), population_ratio(spec.district)
     written: dict[str, int] = {}
     for year in spec.years:  # each year has its own seed: 2019 is the same alone or in a range
-        target = volumes(year, spec.scale)
-        rng = random.Random(spec.seed * 100_003 + year)
+        target = volumes(year, spec.scale, ratio)
+        rng = random.Random(district_seed(spec) * 100_003 + year)
         for source, writer in (
             ("reports", ev.write_reports),
             ("dispatches", ev.write_dispatches),
@@ -82,15 +129,15 @@ def write_sample(out: Path, spec: SampleSpec, progress=None) -> dict[str, int]:
             source_rng = random.Random(rng.random())
             if source not in spec.sources:
                 continue
-            n = writer(out, year, target, munis, source_rng, spec.scale, progress, spec.days)
+            n = writer(out, year, target, munis, source_rng, spec.scale, progress, spec.days, place)
             written[source] = written.get(source, 0) + n
     if "ambassadors" not in spec.sources:
         return written
     last = max(spec.years)
     share = 1.0 if spec.days is None else min(1.0, spec.days / len(ev.days_of(last)))
     written["ambassadors"] = ev.write_ambassadors(
-        out, last, volumes(last, spec.scale), munis, random.Random(spec.seed + last), spec.scale, share
-    )
+        out, last, volumes(last, spec.scale, ratio), munis, random.Random(district_seed(spec) + last), spec.scale,
+        share, place)
     return written
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -61,6 +62,23 @@ TOWNS = {
     376: ["Nykøbing F.", "Sakskøbing", "Nysted", "Stubbekøbing", "Marielyst", "Væggerløse"],
     390: ["Vordingborg", "Præstø", "Stege", "Bårse", "Kalvehave", "Nyråd"],
 }
+
+
+@dataclass(frozen=True)
+class Place:
+    """The district a sample is written for (SPEC 8.2): the journal numbers' prefix, the incident
+    ids' prefix, a neighbouring municipality (the out-of-district dirt), the busiest municipality,
+    mean response minutes and town names per municipality. The default is the deck's district."""
+
+    code: str = "sydsjaelland"
+    journal_prefix: int = 4100
+    id_prefix: str = "SLF"
+    outside: int = 336  # Stevns: a neighbour in Midt- og Vestsjællands Politi
+    main: int = 370
+    response_mean: dict = field(default_factory=lambda: dict(RESPONSE_MEAN_MIN))
+    towns: dict = field(default_factory=lambda: dict(TOWNS))
+
+
 PARTS = ["Centrum", "Nord", "Syd", "Øst", "Vest", "Land", "Strand", "Å-kvarteret"]
 FIRST = ["Jens", "Mette", "Søren", "Anne", "Lars", "Hanne", "Mads", "Louise", "Bjørn", "Åse"]
 LAST = ["Hansen", "Nielsen", "Jensen", "Pedersen", "Andersen", "Sørensen", "Kjær", "Østergaard"]
@@ -140,21 +158,21 @@ def dirt_plan(rng, rules, written_days: int, year_days: int, scale: int) -> list
 
 
 REPORT_DIRT = {
-    "journalnr_pattern": lambda r, rng: r.__setitem__(0, "2019-123"),
-    "anmeldt_tid_required": lambda r, rng: r.__setitem__(1, ""),
-    "anmeldt_tid_format": lambda r, rng: r.__setitem__(1, "2019-03-04 10:00"),
-    "gerningstid_after_anmeldt": lambda r, rng: r.__setitem__(2, "31-12-2030 23:00:00"),
-    "kommunekode_in_district": lambda r, rng: r.__setitem__(3, "336"),
-    "kommunekode_integer": lambda r, rng: r.__setitem__(3, "3x0"),
-    "lovomraade_enum": lambda r, rng: r.__setitem__(4, "Straffeloven"),
-    "overtraedelse_empty": lambda r, rng: r.__setitem__(5, ""),
-    "overtraedelse_length": lambda r, rng: r.__setitem__(5, "Tyveri " * 30),
-    "sidst_aendret_required": lambda r, rng: r.__setitem__(6, ""),
+    "journalnr_pattern": lambda r, rng, p: r.__setitem__(0, "2019-123"),
+    "anmeldt_tid_required": lambda r, rng, p: r.__setitem__(1, ""),
+    "anmeldt_tid_format": lambda r, rng, p: r.__setitem__(1, "2019-03-04 10:00"),
+    "gerningstid_after_anmeldt": lambda r, rng, p: r.__setitem__(2, "31-12-2030 23:00:00"),
+    "kommunekode_in_district": lambda r, rng, p: r.__setitem__(3, str(p.outside)),
+    "kommunekode_integer": lambda r, rng, p: r.__setitem__(3, "3x0"),
+    "lovomraade_enum": lambda r, rng, p: r.__setitem__(4, "Straffeloven"),
+    "overtraedelse_empty": lambda r, rng, p: r.__setitem__(5, ""),
+    "overtraedelse_length": lambda r, rng, p: r.__setitem__(5, "Tyveri " * 30),
+    "sidst_aendret_required": lambda r, rng, p: r.__setitem__(6, ""),
 }
 
 
 def write_reports(out: Path, year: int, target: dict, munis, rng, scale: int, progress,
-                  limit: int | None = None) -> int:
+                  limit: int | None = None, place: Place = Place()) -> int:
     """One file per day; corrections and duplicates land in later days' files."""
     days = days_of(year)
     weekday = [1.05, 1.05, 1.0, 1.0, 1.05, 0.95, 0.9]
@@ -186,7 +204,7 @@ def write_reports(out: Path, year: int, target: dict, munis, rng, scale: int, pr
             if changed.date() == gap and changed.hour == 2:
                 changed += dt.timedelta(hours=1)
             offence = rng.choice(LAW_AREAS[law][1])
-            row = [journal(year, seq), local(at), began, str(code), law, offence, local(changed),
+            row = [journal(year, seq, place.journal_prefix), local(at), began, str(code), law, offence, local(changed),
                    free_text(rng), cpr(rng) if rng.random() < 0.8 else ""]
             rows.append(row)
             later = min(i + rng.randint(1, 6), len(days[:limit]) - 1)
@@ -199,20 +217,21 @@ def write_reports(out: Path, year: int, target: dict, munis, rng, scale: int, pr
                 pending.setdefault(later, []).append(fixed)
             elif roll < 0.011:  # an invalid newer correction: quarantined, the old one stays
                 bad = list(row)
-                bad[3] = "336"
+                bad[3] = str(place.outside)
                 bad[6] = local(changed + dt.timedelta(days=later - i, hours=2))
                 pending.setdefault(later, []).append(bad)
             elif roll < 0.014:  # an exact duplicate, re-exported the next days
                 pending.setdefault(later, []).append(list(row))
         for rule in [r for d, r in dirt_days if d == i]:
-            bad = list(rows[0]) if rows else [journal(year, 0)] * 9
+            bad = list(rows[0]) if rows else [journal(year, 0, place.journal_prefix)] * 9
             bad[0] = f"9999-{rng.randint(0, 99999):05d}-{rng.randint(0, 99999):05d}-{year % 100:02d}"
-            REPORT_DIRT[rule](bad, rng)
+            REPORT_DIRT[rule](bad, rng, place)
             rows.append(bad)
         raw = []
         if i % 61 == 5:  # a record with a stray unquoted ';': the wrong number of fields
-            raw.append((min(3, len(rows)), f"4100-99999-00001-{year % 100};01-01-{year} 10:00:00;;370;"
-                        f"Straffelov;Tyveri;01-01-{year} 10:05:00;Stjålet; {person(rng)} ringede;{cpr(rng)}"))
+            raw.append((min(3, len(rows)), f"{place.journal_prefix:04d}-99999-00001-{year % 100};01-01-{year} "
+                        f"10:00:00;;{place.main};Straffelov;Tyveri;01-01-{year} 10:05:00;Stjålet; "
+                        f"{person(rng)} ringede;{cpr(rng)}"))
         suffix = ".csv.gz" if fmt["gz"] else ".csv"
         encoding = fmt["encoding"]
         w.write_csv(out / "reports" / f"{day.isoformat()}{suffix}", w.REPORT_COLUMNS, rows,
@@ -234,21 +253,21 @@ def iso(ts: float, utc: bool) -> str:
 
 
 DISPATCH_DIRT = {
-    "haendelse_id_required": lambda r: r.__setitem__("haendelse_id", None),
-    "modtaget_format": lambda r: r.__setitem__("modtaget", "2019-13-01T25:00:00"),
-    "fremme_before_modtaget": lambda r: r.__setitem__("fremme", "2000-01-01T00:00:00+01:00"),
-    "fremme_within_24h": lambda r: r.__setitem__("fremme", "2035-01-01T00:00:00+01:00"),
-    "prioritet_enum": lambda r: r.__setitem__("prioritet", 4),
-    "aarsag_enum": lambda r: r.__setitem__("aarsag", "ukendt"),
-    "responstid_only_measured_causes": lambda r: r.update(aarsag="brand", responstid_maalt=True),
-    "kommunekode_in_district": lambda r: r.__setitem__("kommunekode", 336),
-    "sidst_aendret_required": lambda r: r.__setitem__("sidst_aendret", None),
-    "aflyst_boolean": lambda r: r.__setitem__("aflyst", "ja"),
+    "haendelse_id_required": lambda r, p: r.__setitem__("haendelse_id", None),
+    "modtaget_format": lambda r, p: r.__setitem__("modtaget", "2019-13-01T25:00:00"),
+    "fremme_before_modtaget": lambda r, p: r.__setitem__("fremme", "2000-01-01T00:00:00+01:00"),
+    "fremme_within_24h": lambda r, p: r.__setitem__("fremme", "2035-01-01T00:00:00+01:00"),
+    "prioritet_enum": lambda r, p: r.__setitem__("prioritet", 4),
+    "aarsag_enum": lambda r, p: r.__setitem__("aarsag", "ukendt"),
+    "responstid_only_measured_causes": lambda r, p: r.update(aarsag="brand", responstid_maalt=True),
+    "kommunekode_in_district": lambda r, p: r.__setitem__("kommunekode", p.outside),
+    "sidst_aendret_required": lambda r, p: r.__setitem__("sidst_aendret", None),
+    "aflyst_boolean": lambda r, p: r.__setitem__("aflyst", "ja"),
 }
 
 
 def _callout(rng, year: int, seq: int, day: dt.date, code: int, hour: int, cause: str,
-             factor: float = 1.0) -> dict:
+             factor: float = 1.0, place: Place = Place()) -> dict:
     """One call-out; factor (response_factor) scales its response time without drawing anything,
     so every year's random stream, and 2019's bytes, are the same with or without it."""
     start = dt.datetime.combine(day, dt.time(hour, rng.randrange(60), rng.randrange(60)), TZ)
@@ -256,7 +275,7 @@ def _callout(rng, year: int, seq: int, day: dt.date, code: int, hour: int, cause
     priority = rng.choices([1, 2, 3], [0.35, 0.45, 0.2])[0]
     measured = cause in MEASURED and priority == 1 and rng.random() < 0.55
     cancelled = rng.random() < 0.04
-    mean = RESPONSE_MEAN_MIN.get(code, 12.0)
+    mean = place.response_mean.get(code, 12.0)
     sigma = 0.5
     drawn = 60 * rng.lognormvariate(math.log(mean) - sigma**2 / 2, sigma)
     if factor != 1.0:  # never in 2019: the deck's year is generated exactly as before
@@ -268,7 +287,7 @@ def _callout(rng, year: int, seq: int, day: dt.date, code: int, hour: int, cause
     closed = (on_scene or received) + rng.randint(300, 7200)
     utc = seq % 9 == 0
     return {
-        "haendelse_id": f"SLF-{year}-{seq:08d}",
+        "haendelse_id": f"{place.id_prefix}-{year}-{seq:08d}",
         "modtaget": iso(received, utc),
         "disponeret": None if cancelled and rng.random() < 0.5 else iso(dispatched, utc),
         "fremme": None if on_scene is None else iso(on_scene, utc),
@@ -279,12 +298,12 @@ def _callout(rng, year: int, seq: int, day: dt.date, code: int, hour: int, cause
         "kommunekode": code,
         "aflyst": cancelled,
         "sidst_aendret": iso(closed + rng.randint(0, 600), utc),
-        "journalnr": journal(year, rng.randint(1, 200_000)) if rng.random() < 0.4 else None,
+        "journalnr": journal(year, rng.randint(1, 200_000), place.journal_prefix) if rng.random() < 0.4 else None,
     }
 
 
 def write_dispatches(out: Path, year: int, target: dict, munis, rng, scale: int, progress,
-                     limit: int | None = None) -> int:
+                     limit: int | None = None, place: Place = Place()) -> int:
     """One JSON Lines file per local day, some gzipped, with broken lines and corrections."""
     days = days_of(year)
     weekend = [1.0, 0.95, 0.95, 1.0, 1.1, 1.3, 1.25]
@@ -302,7 +321,7 @@ def write_dispatches(out: Path, year: int, target: dict, munis, rng, scale: int,
         for code, hour, cause in zip(rng.choices(codes, pops, k=n), rng.choices(range(24), CALL_HOURS, k=n),
                                      rng.choices(causes, cause_w, k=n), strict=True):
             seq += 1
-            rec = _callout(rng, year, seq, day, code, hour, cause, factors[code])
+            rec = _callout(rng, year, seq, day, code, hour, cause, factors[code], place)
             recs.append(rec)
             later = min(i + rng.randint(1, 3), len(days[:limit]) - 1)
             roll = rng.random()
@@ -317,11 +336,11 @@ def write_dispatches(out: Path, year: int, target: dict, munis, rng, scale: int,
             elif roll < 0.014:
                 pending.setdefault(later, []).append(dict(rec))
         for rule in [r for d, r in dirt_days if d == i]:
-            bad = dict(recs[0], haendelse_id=f"SLF-BAD-{rng.randint(0, 10**9)}")
-            DISPATCH_DIRT[rule](bad)
+            bad = dict(recs[0], haendelse_id=f"{place.id_prefix}-BAD-{rng.randint(0, 10**9)}")
+            DISPATCH_DIRT[rule](bad, place)
             recs.append(bad)
         if i % 45 == 7:
-            recs.insert(min(2, len(recs)), '{"haendelse_id": "SLF-x", "modtaget": "2019-01-01T10:0')
+            recs.insert(min(2, len(recs)), '{"haendelse_id": "' + place.id_prefix + '-x", "modtaget": "2019-01-01T10:0')
         if i % 90 == 11:
             recs.insert(min(4, len(recs)), "ikke json; ring til " + person(rng))
         gz = i % 4 == 0
@@ -331,8 +350,8 @@ def write_dispatches(out: Path, year: int, target: dict, munis, rng, scale: int,
     return len(days[:limit])
 
 
-def _area_names(code: int, n: int) -> list[str]:
-    towns = TOWNS.get(code, [f"Område {code}"])
+def _area_names(code: int, n: int, place: Place = Place()) -> list[str]:
+    towns = place.towns.get(code, [f"Område {code}"])
     names = []
     for i in range(n):
         name = f"{towns[i % len(towns)]} {PARTS[(i // len(towns)) % len(PARTS)]}"
@@ -342,17 +361,17 @@ def _area_names(code: int, n: int) -> list[str]:
 
 
 OUTREACH_DIRT = [
-    lambda r: r.__setitem__(3, "0"),
-    lambda r: r.__setitem__(3, "-2"),
-    lambda r: r.__setitem__(2, "kaffemoede"),
-    lambda r: r.__setitem__(0, "31-02-2019"),
-    lambda r: r.__setitem__(1, "336"),
-    lambda r: r.__setitem__(0, ""),
+    lambda r, p: r.__setitem__(3, "0"),
+    lambda r, p: r.__setitem__(3, "-2"),
+    lambda r, p: r.__setitem__(2, "kaffemoede"),
+    lambda r, p: r.__setitem__(0, "31-02-2019"),
+    lambda r, p: r.__setitem__(1, str(p.outside)),
+    lambda r, p: r.__setitem__(0, ""),
 ]
 
 
 def write_outreach(out: Path, year: int, target: dict, munis, rng, scale: int, progress,
-                   limit: int | None = None) -> int:
+                   limit: int | None = None, place: Place = Place()) -> int:
     """Monthly activity logs: CSV in several encodings, and xlsx with real or text dates."""
     codes = [m.code for m in munis]
     pops = [m.population for m in munis]
@@ -365,7 +384,7 @@ def write_outreach(out: Path, year: int, target: dict, munis, rng, scale: int, p
                 while count > 0:
                     n = min(count, rng.randint(1, biggest))
                     day = dt.date(year, month, rng.randint(1, last_day)).strftime("%d-%m-%Y")
-                    area = rng.choice(_area_names(code, 6)) if rng.random() < 0.5 else ""
+                    area = rng.choice(_area_names(code, 6, place)) if rng.random() < 0.5 else ""
                     note = f"Talt med {person(rng)}" if rng.random() < 0.1 else ""
                     row = [day, str(code), activity, str(n), area, note]
                     months[month].append(row)
@@ -377,7 +396,7 @@ def write_outreach(out: Path, year: int, target: dict, munis, rng, scale: int, p
         rng.shuffle(rows)
         for fn in OUTREACH_DIRT if month in (2, 8) else []:
             bad = list(rows[0])
-            fn(bad)
+            fn(bad, place)
             rows.append(bad)
         name = out / "outreach" / f"{year}-{month:02d}"
         if month in (3, 6, 9, 12):
@@ -390,12 +409,14 @@ def write_outreach(out: Path, year: int, target: dict, munis, rng, scale: int, p
     return 12
 
 
-def write_ambassadors(out: Path, year: int, target: dict, munis, rng, scale: int, share: float = 1.0) -> int:
+def write_ambassadors(out: Path, year: int, target: dict, munis, rng, scale: int, share: float = 1.0,
+                      place: Place = Place()) -> int:
     """Two roster snapshots; the later one (in force) yields the deck's figures for year. `share`
     is the part of the year the sample writes: the roster's dirt comes in that proportion."""
     codes = [m.code for m in munis]
     areas_per_code = allocate(target["ambassador_local_areas"], [m.population for m in munis])
-    areas = [(code, name) for code, k in zip(codes, areas_per_code, strict=True) for name in _area_names(code, k)]
+    areas = [(code, name) for code, k in zip(codes, areas_per_code, strict=True)
+             for name in _area_names(code, k, place)]
     extra = target["ambassadors"] - len(areas)
     members = list(areas) + [rng.choice(areas) for _ in range(extra)]
     rows, seen = [], set()
@@ -415,12 +436,17 @@ def write_ambassadors(out: Path, year: int, target: dict, munis, rng, scale: int
     for _k in range(4 * scale):  # signed up for next year
         code, area = rng.choice(areas)
         rows.append([f"TA-{len(rows) + 1:05d}", area, str(code), d(year + 1, 2, 1), "", person(rng)])
+    # a repeated id, a neighbour's municipality, a date in the wrong format, an end before the start
+    first, second, third = (codes * 3)[:3] if place.code != "sydsjaelland" else (320, 330, 340)
+    town = {c: place.towns.get(c, [f"Område {c}"])[0] for c in (first, second, third)}
     dirt = [
-        ["TA-90001", "Haslev Nord", "320", d(year, 1, 1), "", person(rng)],
-        ["TA-90001", "Haslev Syd", "320", d(year, 1, 1), "", person(rng)],
-        ["TA-90002", "Stevns Klint", "336", d(year, 1, 1), "", person(rng)],
-        ["TA-90003", "Korsør Nord", "330", f"{year}-05-01", "", person(rng)],
-        ["TA-90004", "Sorø Nord", "340", d(year, 5, 1), d(year, 1, 1), person(rng)],
+        ["TA-90001", f"{town[first]} Nord", str(first), d(year, 1, 1), "", person(rng)],
+        ["TA-90001", f"{town[first]} Syd", str(first), d(year, 1, 1), "", person(rng)],
+        ["TA-90002", "Stevns Klint" if place.outside == 336 else f"Område {place.outside}", str(place.outside),
+         d(year, 1, 1), "", person(rng)],
+        ["TA-90003", f"{'Korsør' if second == 330 else town[second]} Nord", str(second), f"{year}-05-01", "",
+         person(rng)],
+        ["TA-90004", f"{town[third]} Nord", str(third), d(year, 5, 1), d(year, 1, 1), person(rng)],
     ]
     final = rows + dirt[:round(len(dirt) * share)]
     rng.shuffle(final)

@@ -19,7 +19,7 @@ from flows.config import Settings, duckdb_memory
 from flows.ingest.state import connect as state_connect
 from flows.ingest.state import db_path
 from flows.release.store import current_release
-from schemas.reference import reference_dir
+from schemas.reference import load_municipalities, reference_dir
 
 STORAGE_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
 
@@ -52,14 +52,20 @@ def remove_build(path: Path) -> None:
     path.with_name(path.name + ".wal").unlink(missing_ok=True)
 
 
-def load_reference(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> None:
+def load_reference(con: duckdb.DuckDBPyConnection, folder: Path | None = None, district: str | None = None,
+                   country: bool = False) -> None:
+    """`ref_municipalities` (the district's, or with country all of them, each with its
+    district_code) and `ref_population` (their rows of population.csv) as temporary tables."""
     folder = folder or reference_dir()
-    con.execute("create or replace temp table ref_municipalities as "
-                "select * from read_csv(?, header=true, auto_detect=true)",
-                [str(folder / "municipalities.csv")])
+    munis = load_municipalities(folder, district, country)
+    con.execute("create or replace temp table ref_municipalities (municipality_code integer, municipality varchar, "
+                "police_district varchar, district_code varchar, station varchar)")
+    con.executemany("insert into ref_municipalities values (?, ?, ?, ?, ?)",
+                    [(m.code, m.name, m.police_district, m.district_code, m.station or None) for m in munis])
     con.execute("create or replace temp table ref_population as "
                 "select municipality_code::integer as municipality_code, year::integer as year, "
-                "population::bigint as population, source from read_csv(?, header=true)",
+                "population::bigint as population, source from read_csv(?, header=true) "
+                "where municipality_code::integer in (select municipality_code from ref_municipalities)",
                 [str(folder / "population.csv")])
 
 
@@ -140,7 +146,7 @@ def patch_base(settings: Settings, current: dict | None, inputs: dict[str, str])
     of the state's ingested files). Returns (its file, the changed identities, its id)."""
     if current is None or current.get("storage_version") != settings.storage_version \
             or current.get("code_version") != code_version() \
-            or current.get("reference_version") != reference_version():
+            or current.get("reference_version") != reference_version(settings.district):
         return None
     base = settings.warehouse / current["file"]
     if not base.is_file():
@@ -187,8 +193,9 @@ def transform_build(settings: Settings, key: str, full: bool = False, run_id: st
             "row_counts": {t: con.execute(f'select count(*) from "{t}"').fetchone()[0] for t in published},
             "validation_summary": {"pending": True},
             "quarantine_summary": {"sources": totals, "rejected_files": rejected},
-            "storage_version": settings.storage_version, "reference_version": reference_version(), "build": build,
-            "state_version": state_version(settings),
+            "storage_version": settings.storage_version, "build": build,
+            "reference_version": reference_version(settings.district),
+            "state_version": state_version(settings), "district_code": settings.district,
         }
         write_release_table(con, meta)
     finally:
@@ -203,12 +210,12 @@ def write_release_table(con: duckdb.DuckDBPyConnection, meta: dict) -> None:
         create or replace table _release (
             release_id varchar, created_at timestamptz, data_through date, code_version varchar,
             flow_run_id varchar, input_files varchar, row_counts varchar,
-            validation_summary varchar, quarantine_summary varchar)
+            validation_summary varchar, quarantine_summary varchar, district_code varchar)
     """)
-    con.execute("insert into _release values (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+    con.execute("insert into _release values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
         meta["release_id"], meta["created_at"], meta["data_through"], meta["code_version"],
         meta["flow_run_id"], json.dumps(meta["input_files"]), json.dumps(meta["row_counts"]),
-        json.dumps(meta["validation_summary"]), json.dumps(meta["quarantine_summary"]),
+        json.dumps(meta["validation_summary"]), json.dumps(meta["quarantine_summary"]), meta.get("district_code"),
     ])
     con.execute("comment on table _release is 'One row: this release''s id, time, data_through "
                 "(last day with data from every source), code version, flow run, input files with "
@@ -223,6 +230,7 @@ def write_release_table(con: duckdb.DuckDBPyConnection, meta: dict) -> None:
         "row_counts": "JSON object: table -> rows.",
         "validation_summary": "JSON: the Great Expectations audit (checks run, failed).",
         "quarantine_summary": "JSON: rows read, staged and quarantined per source; rejected files.",
+        "district_code": "The police district the release is for (reference/police_districts.csv).",
     }.items():
         con.execute(f"comment on column _release.{column} is {runner.sql_literal(text)}")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flows.config import Settings
 from flows.ingest.state import connect as state_connect
-from schemas.reference import reference_dir
+from schemas.reference import district_code, reference_dir
 
 REPO = Path(__file__).resolve().parents[2]
 # What computes the numbers of a release: readers, rules, SQL, build, reference data. The sample
@@ -53,8 +53,11 @@ def file_results_key(kind: str, source: str, items: list, settings: Settings) ->
     return _hash(kind, source, items, code_version(), str(settings.state))
 
 
-def reference_version() -> str:
-    return _hash([(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(reference_dir().glob("*.csv"))])
+def reference_version(district: str | None = None) -> str:
+    """The reference files' hashes and the district they are read for (another district of the same
+    files is other reference data: other municipalities, names and populations)."""
+    return _hash([(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(reference_dir().glob("*.csv"))],
+                 district or district_code())
 
 
 def state_version(settings: Settings) -> str:

@@ -16,13 +16,13 @@ from flows.ingest.state import state_lock
 from flows.release.store import (
     KPI_STABLE,
     RELEASE_ID,
-    STABLE,
     ManifestError,
     is_kpi_file,
     kpi_path,
     load_manifest,
     point_stable_at,
     sidecar_path,
+    stable_path,
     write_manifest,
     write_sidecar,
 )
@@ -59,7 +59,7 @@ def _interrupted(warehouse: Path, orphan: Path) -> bool:
     """An unlisted release file that only an interrupted publish can have left: no sidecar, not the
     stable path, and its build still beside it in .building/ (so removing it loses nothing)."""
     build = warehouse / ".building" / orphan.name
-    stable = warehouse / STABLE
+    stable = stable_path(warehouse)
     return (RELEASE_ID.match(orphan.stem) is not None and not sidecar_path(warehouse, orphan.stem).exists()
             and build.exists() and os.path.samefile(build, orphan)
             and not (stable.exists() and os.path.samefile(stable, orphan)))
@@ -99,7 +99,7 @@ def recover(warehouse: Path) -> bool:
 
 def _points_at(warehouse: Path, target: Path) -> bool:
     """Both stable paths are this release's files (the KPI path only if the release has a KPI file)."""
-    pairs = [(warehouse / STABLE, target)]
+    pairs = [(stable_path(warehouse), target)]
     if kpi_path(target).exists():
         pairs.append((warehouse / KPI_STABLE, kpi_path(target)))
     return all(s.exists() and os.path.samefile(s, t) for s, t in pairs)
@@ -193,7 +193,7 @@ def verify(warehouse: Path) -> list[str]:
         if row is None or row.get("release_id") != rid:
             problems.append(f"{rid}: {path} does not hold release {rid} in its _release table")
         problems += _verify_kpi_file(warehouse, entry)
-    stable, current = warehouse / STABLE, manifest["current"]
+    stable, current = stable_path(warehouse), manifest["current"]
     if current and current not in ids:
         problems.append(f"the manifest's current release {current} is not listed in it")
     elif current:
@@ -278,7 +278,7 @@ def repair(warehouse: Path) -> list[str]:
                 done.append(f"{rid}: manifest entry restored from its sidecar")
             entries[rid] = entry
         done += [f"{rid}: its file is gone; removed from the manifest" for rid in listed if rid not in entries]
-        stable = warehouse / STABLE
+        stable = stable_path(warehouse)
         on_stable = next((rid for rid in intact if stable.exists()
                           and os.path.samefile(stable, warehouse / entries[rid]["file"])), None)
         pin = (old.get("pinned") or {}).get("release_id") if isinstance(old.get("pinned"), dict) else None

@@ -15,8 +15,11 @@ from flows.files import file_sha256, write_json_atomic
 
 STABLE = "politikpi.duckdb"
 KPI_STABLE = "politikpi_kpi.duckdb"  # the KPI file's stable path: dim_municipality, kpi_ tables, _release
+NATIONAL_STABLE = "politikpi_national.duckdb"  # the national warehouse's stable path (SPEC 8.4)
 KPI_SUFFIX = ".kpi.duckdb"  # releases/<id>.kpi.duckdb beside releases/<id>.duckdb
 RELEASE_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
+
+
 class ManifestError(RuntimeError):
     """manifest.json cannot be read; `politikpi repair` rebuilds it from the release files."""
 
@@ -45,6 +48,21 @@ def current_release(warehouse: Path) -> dict | None:
     return next((r for r in manifest["releases"] if r["release_id"] == manifest["current"]), None)
 
 
+def is_national(warehouse: Path) -> bool:
+    """A national warehouse (SPEC 8.4): its manifest says so, or its stable path is there."""
+    try:
+        if json.loads((warehouse / "manifest.json").read_text(encoding="utf-8")).get("kind") == "national":
+            return True
+    except (OSError, ValueError, AttributeError):
+        pass
+    return (warehouse / NATIONAL_STABLE).exists()
+
+
+def stable_path(warehouse: Path) -> Path:
+    """The stable path readers open: politikpi.duckdb, or politikpi_national.duckdb in a national warehouse."""
+    return warehouse / (NATIONAL_STABLE if is_national(warehouse) else STABLE)
+
+
 def kpi_path(release_file: Path) -> Path:
     """The KPI file beside a release file (releases/<id>.kpi.duckdb, or .building/<id>.kpi.duckdb)."""
     return release_file.with_name(release_file.stem + KPI_SUFFIX)
@@ -58,7 +76,7 @@ def point_stable_at(warehouse: Path, release_file: Path) -> None:
     """Swap the stable paths: the release first, then its KPI file (if it has one), each by
     hard-linking under a temporary name and renaming over the stable path. A reader of either
     always opens a complete release; the two name the same release except for the moment between."""
-    for source, name in ((release_file, STABLE), (kpi_path(release_file), KPI_STABLE)):
+    for source, name in ((release_file, stable_path(warehouse).name), (kpi_path(release_file), KPI_STABLE)):
         if name == KPI_STABLE and not source.exists():
             continue
         tmp = warehouse / f".{name}.tmp{os.getpid()}"
@@ -126,6 +144,10 @@ def add_release(build_file: Path, warehouse: Path, entry: dict, keep: int, sha25
     manifest["releases"] = [r for r in manifest["releases"] if r["release_id"] != entry["release_id"]]
     manifest["releases"].append(entry)
     manifest["current"] = entry["release_id"]
+    if entry.get("kind") == "national":
+        manifest["kind"] = "national"
+    elif entry.get("district_code"):
+        manifest["district_code"] = entry["district_code"]
     write_manifest(warehouse, manifest)
     hit("publish:after_manifest")
     write_sidecar(warehouse, entry)

@@ -1,6 +1,6 @@
 /*
-  dim_municipality — one row per municipality of the district, with its latest population
-  figure and the year that figure is for.
+  dim_municipality — one row per municipality of the district (of the country, in the national
+  release), with its police district and its latest population figure and the year it is for.
 */
 with municipalities as (
     select * from ref_municipalities
@@ -21,6 +21,7 @@ final as (
         municipalities.municipality_code::integer as municipality_code,
         municipalities.municipality,
         municipalities.police_district,
+        municipalities.district_code,
         latest.population::integer as population,
         latest.population_year::integer as population_year
     from municipalities
