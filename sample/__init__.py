@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,7 @@ def place_for(district: str) -> ev.Place:
         outside=neighbour, main=max(munis, key=lambda m: m.population).code,
         # bigger municipalities are reached faster: +-~15 % around the district's mean
         response_mean={m.code: round(base * (median / m.population) ** 0.12, 2) for m in munis},
-        towns={m.code: [t for t in dict.fromkeys([m.station.split(" og ")[0] if m.station else "", m.name]) if t]
+        towns={m.code: list(dict.fromkeys([m.name, *(t.strip() for t in re.split(r",| og ", m.station) if t.strip())]))
                for m in munis},
     )
 

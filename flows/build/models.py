@@ -65,10 +65,13 @@ class ModelMeta:
 KNOWN = {"description", "columns", "keys", "rollup_keys", "null_means", "incremental", "expect", "labels"}
 
 
-def load(root: Path = SQL_DIR) -> dict[str, ModelMeta]:
-    """The metadata of every model that has a .toml beside its .sql (published models must)."""
+def load(root: Path = SQL_DIR, national: bool = False) -> dict[str, ModelMeta]:
+    """The metadata of every model that has a .toml beside its .sql (published models must); the
+    national release's own models (sql/national/) only with national."""
     metas = {}
     for path in sorted(root.rglob("*.toml")):
+        if not national and path.relative_to(root).parts[0] == "national":
+            continue
         if not path.with_suffix(".sql").exists():
             raise MetadataError(f"{path}: no model {path.with_suffix('.sql').name} beside it")
         try:

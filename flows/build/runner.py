@@ -21,6 +21,7 @@ from flows.build.models import SQL_DIR
 from flows.build.models import load as load_metadata
 
 NOT_MODELS = ("audit", "previous")  # folders of sql/ whose queries build no table of the release
+NATIONAL = "national"  # models of the national release only (SPEC 8.4); a district build skips them
 
 
 class ModelError(RuntimeError):
@@ -49,11 +50,13 @@ class Model:
         return "temp view" if self.path.parent.name == "staging" else "temp table"
 
 
-def discover(root: Path = SQL_DIR) -> dict[str, Model]:
-    """Every .sql file below root but sql/audit/; duplicate stems are an error."""
+def discover(root: Path = SQL_DIR, national: bool = False) -> dict[str, Model]:
+    """Every .sql file below root but sql/audit/ and sql/previous/ (and sql/national/ unless
+    national); duplicate stems are an error."""
     paths: dict[str, Path] = {}
+    skip = NOT_MODELS if national else (*NOT_MODELS, NATIONAL)
     for path in sorted(root.rglob("*.sql")):
-        if path.relative_to(root).parts[0] in NOT_MODELS:
+        if path.relative_to(root).parts[0] in skip:
             continue
         if path.stem in paths:
             raise ModelError(f"duplicate model name {path.stem!r}: {paths[path.stem]} and {path}")

@@ -70,17 +70,20 @@ def restatements(frame, limit: float, rejected: dict[str, list[str]] | None = No
     return out
 
 
-def _frames(con: duckdb.DuckDBPyConnection, has_current: bool, hard_share: float, flag_share: float) -> list:
-    """(frame name, DataFrame, expectations, blocking) for every audited frame."""
+def table_frames(con: duckdb.DuckDBPyConnection, metas: dict, extra_keys: dict | None = None) -> list:
+    """Each keyed table's frame: keys not NULL (rollup keys may be) and unique, and the .toml's
+    bounds and allowed values. extra_keys: table -> key columns that come first (the national
+    release's district_code)."""
     import great_expectations as gx
 
     E = gx.expectations
     frames = []
-    for table, meta in load_metadata().items():
+    for table, meta in metas.items():
         if not meta.keys:
             continue
-        exps = [E.ExpectColumnValuesToNotBeNull(column=k) for k in meta.keys if k not in meta.rollup_keys]
-        keys = list(meta.keys)
+        first = list((extra_keys or {}).get(table, ()))
+        exps = [E.ExpectColumnValuesToNotBeNull(column=k) for k in first + list(meta.keys) if k not in meta.rollup_keys]
+        keys = first + list(meta.keys)
         exps.append(E.ExpectCompoundColumnsToBeUnique(column_list=keys) if len(keys) > 1
                     else E.ExpectColumnValuesToBeUnique(column=keys[0]))
         for rule in meta.expect:
@@ -90,6 +93,15 @@ def _frames(con: duckdb.DuckDBPyConnection, has_current: bool, hard_share: float
             else:
                 exps.append(E.ExpectColumnValuesToBeInSet(column=rule["column"], value_set=meta.allowed_values(rule)))
         frames.append([table, con.sql(f"select * from {table}").df(), exps, True])
+    return frames
+
+
+def _frames(con: duckdb.DuckDBPyConnection, has_current: bool, hard_share: float, flag_share: float) -> list:
+    """(frame name, DataFrame, expectations, blocking) for every audited frame."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    frames = table_frames(con, load_metadata())
     frames.append(["reconciliation", con.sql(audit_sql("reconciliation")).df(),
                    [E.ExpectColumnPairValuesToBeEqual(column_A="expected", column_B="actual")], True])
     frames.append(["coverage", con.sql(audit_sql("coverage")).df(),
@@ -121,7 +133,7 @@ def _detail(outcome, frame) -> str:
 
 def audit(con: duckdb.DuckDBPyConnection, docs_dir: Path | None = None, has_current: bool = False,
           hard_share: float = 0.5, flag_share: float = 0.25, rejected: dict[str, list[str]] | None = None,
-          accept_restatement: str | None = None) -> AuditResult:
+          accept_restatement: str | None = None, frames=None) -> AuditResult:
     """Validate the built release; blocking failures fail it, flags are recorded. With
     accept_restatement (the operator's reason), the change check flags instead of blocking."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -137,7 +149,9 @@ def audit(con: duckdb.DuckDBPyConnection, docs_dir: Path | None = None, has_curr
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)}})
     source = context.data_sources.add_pandas("release")
     result = AuditResult(success=True, docs=str(docs_dir / "index.html") if docs_dir else None)
-    for name, frame, expectations, blocking in _frames(con, has_current, hard_share, flag_share):
+    if frames is None:
+        frames = _frames(con, has_current, hard_share, flag_share)
+    for name, frame, expectations, blocking in (frames(con) if callable(frames) else frames):
         suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
         batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))

@@ -136,7 +136,8 @@ def add_release(build_file: Path, warehouse: Path, entry: dict, keep: int, sha25
             raise PublishRefused(f"{linked} exists and is not this run's build; nothing published "
                                  "(run `politikpi verify`)")
     hit("publish:after_move")
-    entry = {**entry, "file": f"releases/{target.name}", "sha256": sha256 or file_sha256(target)}
+    entry = {**entry, "file": f"releases/{target.name}", "sha256": sha256 or file_sha256(target),
+             "published_at": entry.get("published_at") or _now()}
     if len(pairs) > 1:
         entry |= {"kpi_file": f"releases/{kpi_path(target).name}",
                   "kpi_sha256": kpi_sha256 or file_sha256(kpi_path(target))}
@@ -155,6 +156,12 @@ def add_release(build_file: Path, warehouse: Path, entry: dict, keep: int, sha25
     hit("publish:after_swap")
     prune(warehouse, keep)
     return entry
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def write_manifest(warehouse: Path, manifest: dict) -> None:
