@@ -144,7 +144,8 @@ def build_national(path: Path, inputs: list[DistrictInput], storage_version: str
             "row_counts": {t: con.execute(f'select count(*) from "{t}"').fetchone()[0] for t in published},
             "validation_summary": {"pending": True},
             "quarantine_summary": {"districts": {i.district_code: i.release_id for i in used}},
-            "district_code": None, "kind": "national", "build": {"kind": "national"}, "storage_version": storage_version,
+            "district_code": None, "kind": "national", "build": {"kind": "national"},
+            "storage_version": storage_version,
             "reference_version": reference_version("national"), "reference": str(reference_dir()),
             "inputs": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in i.row().items()}
                        for i in inputs],
