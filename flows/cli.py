@@ -60,23 +60,20 @@ def use_district(code: str | None) -> str:
     return code
 
 
-def fleet_folders(ctx: typer.Context, fleet: Path | None, district: str | None, **given: Path) -> dict[str, Path]:
+def fleet_folders(fleet: Path | None, district: str | None, **given: Path) -> dict[str, Path]:
     """The folders a district run uses (SPEC 8.1 precedence): command line > fleet file > environment
     variable > default. Without a fleet file, the options as typer resolved them."""
-    from typer._click.core import ParameterSource
-
-    from flows.fleet import FleetError, read_fleet
+    from flows.fleet import FleetError
 
     if fleet is None:
         return given
     if not district:
         fail(f"--fleet {fleet} needs --district CODE (which of its districts to run)")
     try:
-        entry = read_fleet(fleet).district(district)
+        entry = read_fleet_or_fail(fleet).district(district)
     except FleetError as exc:
         fail(str(exc))
-    return {name: value if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE else getattr(entry, name)
-            for name, value in given.items()}
+    return {name: value if ctx_source(name) == "COMMANDLINE" else getattr(entry, name) for name, value in given.items()}
 
 
 @app.command()
@@ -149,7 +146,6 @@ def sample(
 
 @app.command()
 def refresh(
-    ctx: typer.Context,
     landing: Landing = Path("data/landing"),
     state: State = Path("data/state"),
     warehouse: Warehouse = Path("warehouse"),
@@ -168,7 +164,7 @@ def refresh(
     4 with --fail-on-rejected: files were rejected this run (what could be read is published);
     1 any other error. A rejected file is also a Prefect event, politikpi.file.rejected.
     With --fleet FILE --district CODE the district's folders come from the fleet file."""
-    folders = fleet_folders(ctx, fleet, district, landing=landing, state=state, warehouse=warehouse)
+    folders = fleet_folders(fleet, district, landing=landing, state=state, warehouse=warehouse)
     landing, state, warehouse = folders["landing"], folders["state"], folders["warehouse"]
     district = use_district(district)
     if landing.exists() and not landing.is_dir():
@@ -550,18 +546,87 @@ def _cell(text: str | float | None) -> str:
         return text
 
 
+def ctx_source(name: str) -> str:
+    """Where the running command's option came from: COMMANDLINE, ENVIRONMENT or DEFAULT."""
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    source = ctx.get_parameter_source(name) if ctx else None
+    return source.name if source else "DEFAULT"
+
+
+def read_fleet_or_fail(path: Path):
+    from flows.fleet import FleetError, read_fleet
+
+    try:
+        return read_fleet(path)
+    except FleetError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def national(
+    fleet: Annotated[Path, typer.Option("--fleet", envvar="POLITIKPI_FLEET", metavar="FILE", help="Fleet file (TOML) naming the districts' folders and the national warehouse.")],
+    quiet: Annotated[float | None, typer.Option("--quiet", metavar="SECONDS", help="Wait until no district has published for this long before reading their releases (default 0: at once; the national deployment waits the fleet file's quiet_seconds, else 60).")] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs and tracebacks on the terminal.")] = False,
+) -> None:
+    """Build and publish the national release from the fleet's district releases (SPEC 8.4).
+
+    Each fleet district's current release is opened by id and checked against its checksum; every
+    district of the reference is listed in national_inputs with its status (current, stale, failed,
+    missing, not_in_fleet). The same sql/ models run over the districts' facts; the national audit
+    checks every municipality row against its district's release before politikpi_national.duckdb
+    is swapped. Nothing new (the same district releases and code) publishes nothing.
+    Exit status: 0 published or unchanged; 2 the audit failed (the current national release stays); 1 other."""
+    if not verbose:
+        for name in ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL",
+                     "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL"):
+            os.environ.setdefault(name, "CRITICAL")
+    parsed = read_fleet_or_fail(fleet)
+    with console.status("building the national release (Prefect flow)…"):
+        from flows.country.build import NoDistricts
+        from flows.national import run_by_hand
+        from flows.release.audit import AuditFailed
+
+        started = time.monotonic()
+        try:
+            outcome = run_by_hand(str(parsed.path), quiet)
+        except AuditFailed as exc:
+            fail(str(exc), EXIT_DATA_QUALITY)
+        except NoDistricts as exc:
+            fail(str(exc))
+    t = Table(title=f"National inputs ({parsed.path.name})")
+    t.add_column("district")
+    t.add_column("status")
+    for code, status in sorted(outcome["inputs"].items()):
+        t.add_row(code, status)
+    console.print(t)
+    entry = outcome["release"]
+    what = "published national release" if outcome["status"] == "published" else "nothing new: national release"
+    console.print(f"[bold green]OK[/]: {what} {entry['release_id']} (data through {entry.get('data_through')}) "
+                  f"in {time.monotonic() - started:.1f} s", soft_wrap=True)
+    exit_now(0)
+
+
 @app.command()
 def report(
     release: Annotated[str | None, typer.Option(help="Release id (default: the current release).")] = None,
     year: Annotated[int | None, typer.Option(min=1990, max=2100, help="Year to report (default: the latest).")] = None,
     out: Annotated[Path | None, typer.Option(help="HTML file to write (default: warehouse/reports/<release>-<year>.html).")] = None,
     warehouse: Warehouse = Path("warehouse"),
+    national: Annotated[bool, typer.Option("--national", help="The national comparison from the national warehouse (--warehouse, or --fleet's national_warehouse): districts ranked by mean response time, shares within 10 and 20 minutes, reports per 1,000, the country's line, every district's status.")] = False,
+    fleet: FleetFile = None,
 ) -> None:
-    """Write the district's KPI report (self-contained HTML, Danish labels) for a release."""
+    """Write the district's KPI report (self-contained HTML, Danish labels) for a release.
+
+    With --national, the national release's comparison of the districts. Both apply the disclosure
+    rules (counts of 1 or 2 as "<3", secondary suppression as "..")."""
     from flows.release.releases import ReleaseError, checked_release
     from flows.release.report import write_report
     from flows.release.store import load_manifest
 
+    if national and fleet is not None and ctx_source("warehouse") != "COMMANDLINE":
+        warehouse = read_fleet_or_fail(fleet).national_warehouse
     manifest = load_manifest(warehouse)
     try:
         entry = checked_release(warehouse, release or manifest["current"] or "")
@@ -571,7 +636,12 @@ def report(
         fail(f"--out must name an .html file, got {out}")
     target = out or warehouse / "reports" / f"{entry['release_id']}-{year or 'latest'}.html"
     try:
-        path = write_report(warehouse / entry["file"], target, year)
+        if national:
+            from flows.country.report import write_national_report
+
+            path = write_national_report(warehouse / entry["file"], target, year)
+        else:
+            path = write_report(warehouse / entry["file"], target, year)
     except ValueError as exc:
         fail(str(exc))
     console.print(f"[bold green]OK[/]: wrote {path} ({path.stat().st_size / 1024:.0f} KiB)", soft_wrap=True)

@@ -148,6 +148,7 @@ def gather(con: duckdb.DuckDBPyConnection, year: int) -> dict:
     cur = con.execute("select * from _release")
     data["release"] = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
     data["names"] = {r["municipality_code"]: r["municipality"] for r in data["names"]}
+    data["police_district"] = con.execute("select min(police_district) from dim_municipality").fetchone()[0]
     data["summary"] = data["summary"][0] if data["summary"] else {}
     data["year"] = year
     data["period_end"] = min(dt.date(year, 12, 31), data["release"]["data_through"] or dt.date(year, 12, 31))
