@@ -41,7 +41,7 @@ from flows.release.audit import audit_build  # noqa: E402
 from flows.release.publish import Pinned, finish_interrupted_publish, publish_build, unchanged_release  # noqa: E402
 from flows.release.store import PublishRefused, current_release  # noqa: E402
 from flows.release.summary import quarantine_table, summary_markdown  # noqa: E402
-from schemas.reference import check_district  # noqa: E402
+from schemas.reference import serving  # noqa: E402
 
 CACHE_DAYS = int(os.environ.get("POLITIKPI_CACHE_DAYS", 7))
 CACHE = {"persist_result": True, "cache_expiration": dt.timedelta(days=CACHE_DAYS)}
@@ -233,11 +233,10 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
     current and new data is only staged ("pinned"). district (default POLITIKPI_DISTRICT, else
     sydsjaelland) selects the municipalities the rules accept and the reference the build uses; where
     a Prefect server is configured the run holds the concurrency limit politikpi-district-<code>."""
-    if district:  # the rules and the build read the district from the environment of this process
-        os.environ["POLITIKPI_DISTRICT"] = check_district(district)
-    settings = Settings(Path(landing), Path(state_dir), Path(warehouse), district=check_district()).resolved()
-    with district_slot(settings.district):
-        return _refresh(settings, full_refresh, reingest, accept_restatement)
+    with serving(district) as code:  # the rules and the build read the district from the environment
+        settings = Settings(Path(landing), Path(state_dir), Path(warehouse), district=code).resolved()
+        with district_slot(code):
+            return _refresh(settings, full_refresh, reingest, accept_restatement)
 
 
 def _refresh(settings: Settings, full_refresh: bool, reingest: str | None, accept_restatement: str | None) -> dict:

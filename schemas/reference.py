@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,22 @@ def reference_dir() -> Path:
 def district_code() -> str:
     """The district this process serves: POLITIKPI_DISTRICT, else sydsjaelland."""
     return os.environ.get("POLITIKPI_DISTRICT") or DEFAULT_DISTRICT
+
+
+@contextmanager
+def serving(code: str | None) -> Iterator[str]:
+    """POLITIKPI_DISTRICT = code (checked) for the block, restored after: the rules and the build
+    read the district from the environment of the process (a flow run in a test keeps no trace)."""
+    before = os.environ.get("POLITIKPI_DISTRICT")
+    code = check_district(code)
+    os.environ["POLITIKPI_DISTRICT"] = code
+    try:
+        yield code
+    finally:
+        if before is None:
+            os.environ.pop("POLITIKPI_DISTRICT", None)
+        else:
+            os.environ["POLITIKPI_DISTRICT"] = before
 
 
 @dataclass(frozen=True)

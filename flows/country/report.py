@@ -28,7 +28,8 @@ def gather(con: duckdb.DuckDBPyConnection, year: int | None) -> dict:
     cur = con.execute("""select c.*, d.police_district as name from kpi_district_comparison as c
                          left join dim_police_district as d using (district_code)
                          where period_grain = 'year' and year(period_start) = ? and cause is null
-                         order by district_code is null, mean_min desc, district_code""", [year])
+                         order by district_code is null, rank_mean is null, rank_mean, mean_min desc, district_code""",
+                      [year])
     cols = [d[0] for d in cur.description]
     rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
     cur = con.execute("""select i.*, d.police_district as name from national_inputs as i
