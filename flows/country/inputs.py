@@ -87,7 +87,7 @@ def district_input(code: str, name: str, fleet: Fleet) -> DistrictInput:
     last = read_last_run(folders.state) or {}
     ended = _instant(last.get("ended"))
     if not problem and last.get("status") in ("failed", "crashed") and ended and found.published_at \
-            and ended > found.published_at:
+            and ended >= found.published_at:
         found.status = "failed"
         found.reason = (f"last run {last['status']} at {ended:%Y-%m-%d %H:%M} UTC ({last.get('message', '')[:160]}); "
                         f"its last good release {entry['release_id']} is used")

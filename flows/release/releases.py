@@ -333,17 +333,23 @@ def diff(warehouse: Path, a: str, b: str, limit: int = 20) -> dict:
                "select municipality_code, municipality from b.dim_municipality").fetchall()},
            "tables": {}}
     held = {r[0] for r in con.execute("select table_name from duckdb_tables() where database_name = 'a'").fetchall()}
-    # The restatements of closed months logged since A (B's log minus A's; A may predate the log)
+    held_b = {r[0] for r in con.execute("select table_name from duckdb_tables() where database_name = 'b'").fetchall()}
+    # The restatements of closed months logged since A (B's log minus A's; A may predate the log; a
+    # national release keeps none)
     out["restated"] = [dict(zip(("release_id", "table_name", "key", "column_name", "old_value", "new_value",
                                  "inputs_changed", "code_changed"), row, strict=True)) for row in con.execute(f"""
         select release_id, table_name, key, column_name, old_value, new_value, inputs_changed, code_changed
         from b.kpi_revisions
         {"where release_id not in (select release_id from a.kpi_revisions)" if "kpi_revisions" in held else ""}
-        order by release_id, table_name, key, column_name""").fetchall()]
-    for table, meta in load_metadata().items():
-        if not meta.keys or table == "kpi_revisions" or table.startswith("rpt_"):
+        order by release_id, table_name, key, column_name""").fetchall()] if "kpi_revisions" in held_b else []
+    for table, meta in load_metadata(national=True).items():
+        if not meta.keys or table == "kpi_revisions" or table.startswith("rpt_") or table not in held & held_b:
             continue  # the log is shown as `restated`; the report's models repeat the kpi_ tables
-        keys = list(meta.keys)
+        cols_b = {r[0] for r in con.execute("select column_name from duckdb_columns() where database_name = 'b' "
+                                            f"and table_name = '{table}'").fetchall()}
+        # a national release's district rows: the district is part of the key
+        keys = (["district_code"] if "district_code" in cols_b and "district_code" not in meta.keys else []) \
+            + list(meta.keys)
         cols = [r[0] for r in con.execute(f"select column_name from duckdb_columns() where database_name = 'b' "
                                           f"and table_name = '{table}' order by column_index").fetchall()]
         values = [c for c in cols if c not in keys]
