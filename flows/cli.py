@@ -609,6 +609,31 @@ def national(
 
 
 @app.command()
+def deploy(
+    fleet: Annotated[Path, typer.Option("--fleet", envvar="POLITIKPI_FLEET", metavar="FILE", help="Fleet file (TOML) naming the districts' folders, their cron schedules and the national warehouse.")],
+    pool: Annotated[str, typer.Option(envvar="POLITIKPI_WORK_POOL", help="Prefect work pool (type process; created if missing). Start workers with `prefect worker start --pool POOL`.")] = "politikpi",
+) -> None:
+    """Register the fleet on the Prefect server (PREFECT_API_URL): a deployment per district and a national deployment.
+
+    Creates (idempotently) the process work pool, the concurrency limits politikpi-district-<code> and
+    politikpi-national (1 slot each), the automation that marks runs whose worker died Crashed, the
+    deployments refresh/district-<code> (the fleet's cron and timezone) and national/national, whose
+    trigger runs it once the districts have been quiet for the fleet's quiet_seconds (default 60)
+    after a publish. Run it again after editing the fleet file. With basic auth on the server, set
+    PREFECT_API_AUTH_STRING (user:password) here and on every worker."""
+    from flows.deploy import DeployError, deploy_fleet
+
+    parsed = read_fleet_or_fail(fleet)
+    try:
+        names = deploy_fleet(parsed, pool, say=lambda text: console.print(text, soft_wrap=True, highlight=False))
+    except DeployError as exc:
+        fail(str(exc))
+    console.print(f"[bold green]OK[/]: {len(names)} deployments on work pool {pool!r}: {', '.join(names)}; "
+                  f"start workers with `prefect worker start --pool {pool}` in {Path(__file__).resolve().parent.parent}",
+                  soft_wrap=True, highlight=False)
+
+
+@app.command()
 def report(
     release: Annotated[str | None, typer.Option(help="Release id (default: the current release).")] = None,
     year: Annotated[int | None, typer.Option(min=1990, max=2100, help="Year to report (default: the latest).")] = None,
