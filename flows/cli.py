@@ -628,6 +628,11 @@ def deploy(
         names = deploy_fleet(parsed, pool, say=lambda text: console.print(text, soft_wrap=True, highlight=False))
     except DeployError as exc:
         fail(str(exc))
+    except Exception as exc:
+        if "401" not in str(exc):
+            raise
+        fail(f"the Prefect server at {os.environ.get('PREFECT_API_URL')} refused the request (401 Unauthorized): "
+             "set PREFECT_API_AUTH_STRING=user:password, the server's PREFECT_SERVER_API_AUTH_STRING")
     console.print(f"[bold green]OK[/]: {len(names)} deployments on work pool {pool!r}: {', '.join(names)}; "
                   f"start workers with `prefect worker start --pool {pool}` in {Path(__file__).resolve().parent.parent}",
                   soft_wrap=True, highlight=False)

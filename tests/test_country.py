@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from conftest import cli
+
 from flows.fleet import FleetError, read_fleet
 from flows.ingest.sources import SOURCES
 from flows.ingest.validate import validate_rows
@@ -24,8 +24,13 @@ DECK_DISTRICT = {320: ("Faxe", 36_713, "Haslev"), 330: ("Slagelse", 79_122, "Sla
                  390: ("Vordingborg", 45_268, "Vordingborg")}
 
 
+def read_csv(name: str) -> list[dict]:
+    with open(REFERENCE / name, encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
 def test_98_municipalities_each_in_exactly_one_of_12_districts_with_unique_codes():
-    rows = list(csv.DictReader(open(REFERENCE / "municipalities.csv", encoding="utf-8")))
+    rows = read_csv("municipalities.csv")
     districts = load_districts()
     assert len(rows) == 98 and len({r["municipality_code"] for r in rows}) == 98
     assert len(districts) == 12 and {r["district_code"] for r in rows} == set(districts)
@@ -34,8 +39,7 @@ def test_98_municipalities_each_in_exactly_one_of_12_districts_with_unique_codes
     assert "411" not in {r["municipality_code"] for r in rows}  # Christiansø is not a municipality
     names = {r["police_district"] for r in rows}
     assert names == {d.name for d in districts.values()}
-    population = {int(r["municipality_code"]) for r in csv.DictReader(open(REFERENCE / "population.csv",
-                                                                             encoding="utf-8"))}
+    population = {int(r["municipality_code"]) for r in read_csv("population.csv")}
     assert population == {int(r["municipality_code"]) for r in rows}
 
 
@@ -44,7 +48,7 @@ def test_the_deck_district_keeps_its_seven_municipalities_names_stations_and_202
     assert mine == DECK_DISTRICT
     assert load_districts()["sydsjaelland"].journal_prefix == 4100
     populations = {(r["municipality_code"], r["year"]): r["population"]
-                   for r in csv.DictReader(open(REFERENCE / "population.csv", encoding="utf-8"))}
+                   for r in read_csv("population.csv")}
     assert {int(c): int(p) for (c, y), p in populations.items() if y == "2021" and int(c) in DECK_DISTRICT} == \
         {code: pop for code, (_, pop, _) in DECK_DISTRICT.items()}
 
@@ -83,7 +87,7 @@ def test_sample_per_district_scales_with_population_and_never_repeats_an_id(tmp_
     seen, reports = {}, {}
     for code, district in load_districts().items():
         landing = tmp_path / "country" / code / "landing"
-        text = "".join(gzip.open(p, "rt", encoding="utf-8").read() if p.suffix == ".gz" else p.read_text("utf-8")
+        text = "".join((gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()).decode()
                        for p in sorted((landing / "dispatches").glob("*.jsonl*")))
         ids = set(re.findall(r'"haendelse_id": "([^"]+)"', text))
         assert all(i.startswith("SLF-" if code == "sydsjaelland" else f"{code.upper()}-") for i in ids), code
@@ -120,7 +124,8 @@ GOOD = 'national_warehouse = "n/wh"\n[districts.fyn]\nlanding = "fyn/l"\nstate =
 @pytest.mark.parametrize("body,message", [
     ('colour = "blue"\n' + GOOD, "unknown key 'colour'"),
     (GOOD.replace("[districts.fyn]", "[districts.fuen]"), "districts.fuen: unknown district code 'fuen'"),
-    (GOOD.replace('warehouse = "fyn/w"', 'warehouse = "fyn/w"\nschedule = "daily"'), "districts.fyn.schedule: unknown key"),
+    (GOOD.replace('warehouse = "fyn/w"', 'warehouse = "fyn/w"\nschedule = "daily"'),
+     "districts.fyn.schedule: unknown key"),
     (GOOD.replace('state = "fyn/s"\n', ""), "districts.fyn.state is required"),
     (GOOD.replace('national_warehouse = "n/wh"\n', ""), "national_warehouse is required"),
 ])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import cli, write
+
 from flows.fleet import read_fleet, write_fleet
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,8 @@ def country(prefect_server, tmp_path_factory):
         done = refresh(str(folders.landing), str(folders.state), str(folders.warehouse), district=code)
         releases[code] = done["release"]["release_id"]
     # fyn is delivered a file of 250 rows that all name another district's municipality: its run fails
-    header = "journalnr;anmeldt_tid;gerningstid_fra;kommunekode;lovomraade;overtraedelse;sidst_aendret;fritekst;anmelder_cpr"
+    header = ("journalnr;anmeldt_tid;gerningstid_fra;kommunekode;lovomraade;overtraedelse;sidst_aendret;fritekst;"
+              "anmelder_cpr")
     bad = [f"2300-00009-{i:05d}-19;05-01-2019 10:00:00;;101;Straffelov;Tyveri;05-01-2019 10:05:00;;"
            for i in range(250)]
     write(fleet.districts["fyn"].landing / "reports" / "2019-01-05_extra.csv", "\n".join([header, *bad]) + "\n")
