@@ -7,7 +7,7 @@ LANDING ?= $(or $(POLITIKPI_LANDING),data/landing)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test lint bench drill chaos soak serve clean clean-data chromium
+.PHONY: venv run test lint bench drill fleet-drill chaos soak serve clean clean-data chromium
 
 # uv installs the locked set (constraints.txt) in seconds where pip takes half a minute; if uv
 # cannot reach the registry (an index only pip is configured for), pip does it. uv compiles the
@@ -56,6 +56,11 @@ bench: venv
 ## make drill: several workers on one state (PostgreSQL server, two process workers, manual runs)
 drill: venv
 	$(BIN)/python bench/ops_drill.py
+
+## make fleet-drill: the country's night (PostgreSQL server with basic auth, two process workers, the 12
+## districts' 2019 samples and a new day each, a failed district, a killed worker, the national release)
+fleet-drill: venv
+	$(BIN)/python bench/country_drill.py
 
 chaos: venv
 	$(BIN)/python bench/chaos.py --kills 60

@@ -333,9 +333,11 @@ def reader_loop(warehouse: Path, stop_file: Path, out: Path, pause: float = 0.05
     listed in the manifest, with its key KPI tables non-empty."""
     import duckdb
 
-    stable = warehouse / "politikpi.duckdb"
+    from flows.release.store import stable_path
+
     checks, errors, first, seen = 0, 0, [], set()
     while not stop_file.exists():
+        stable = stable_path(warehouse)  # politikpi_national.duckdb in a national warehouse
         if not stable.exists():
             time.sleep(pause)
             continue

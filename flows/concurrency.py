@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 NATIONAL_LIMIT = "politikpi-national"
 # A slot is a lease the holder renews; a holder killed with SIGKILL frees it when the lease runs out.
@@ -46,21 +46,30 @@ def ensure_limits(names: list[str]) -> list[str]:
 
 
 @contextmanager
-def slot(name: str) -> Iterator[None]:
-    """Hold the limit's one slot for the block (waiting for it), where a server is configured."""
+def slot(name: str, wait: float | None = None) -> Iterator[None]:
+    """Hold the limit's one slot for the block, where a server is configured: waiting for it up to
+    `wait` seconds (default POLITIKPI_SLOT_WAIT_SECONDS), then StateBusy (exit 3, as the state lock)."""
     if not server_configured():
         yield
         return
     from prefect.concurrency.sync import concurrency
 
+    from flows.ingest.state import StateBusy
+
     ensure_limits([name])
-    with concurrency(name, occupy=1, timeout_seconds=WAIT_SECONDS, lease_duration=LEASE_SECONDS, strict=True):
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(concurrency(name, occupy=1, timeout_seconds=WAIT_SECONDS if wait is None else wait,
+                                            lease_duration=LEASE_SECONDS, strict=True))
+        except TimeoutError:
+            raise StateBusy(f"another run holds Prefect's concurrency limit {name} (one run at a time); wait "
+                            "for it to finish") from None
         yield
 
 
-def district_slot(code: str):
-    return slot(district_limit(code))
+def district_slot(code: str, wait: float | None = None):
+    return slot(district_limit(code), wait)
 
 
-def national_slot():
-    return slot(NATIONAL_LIMIT)
+def national_slot(wait: float | None = None):
+    return slot(NATIONAL_LIMIT, wait)

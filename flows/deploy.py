@@ -39,6 +39,9 @@ def national_trigger(fleet: Fleet, quiet: float):
         description=f"Runs the national build {quiet:.0f} s after the last district publish (SPEC 8.3).",
         posture=Posture.Proactive, after={PUBLISHED}, expect={PUBLISHED}, threshold=1,
         within=dt.timedelta(seconds=max(quiet, 10)), match={"prefect.resource.id": "politikpi.district.*"},
+        # one window for all districts, opened by a publish only: with no for_each at all, Prefect keeps
+        # a window open from the start and fires every 2 x quiet with no event (seen on 3.9.1)
+        for_each={"politikpi.fleet-window"},
         parameters={"fleet": str(fleet.path), "quiet_seconds": 0})
 
 

@@ -55,7 +55,7 @@ def wait_for_quiet(fleet, quiet: float, logger, limit: float = 3600) -> float:
 
 
 @flow(name="national")
-def national(fleet: str, quiet_seconds: float | None = None) -> dict:
+def national(fleet: str, quiet_seconds: float | None = None, slot_wait_seconds: float | None = None) -> dict:
     """Build and publish the national release from the fleet's district releases.
 
     quiet_seconds (default: the fleet file's quiet_seconds, else 60) is the quiet period after the
@@ -64,7 +64,7 @@ def national(fleet: str, quiet_seconds: float | None = None) -> dict:
     logger = get_run_logger()
     parsed = read_fleet(Path(fleet))
     quiet = parsed.quiet_seconds if quiet_seconds is None else quiet_seconds
-    with national_slot():
+    with national_slot(slot_wait_seconds):
         waited = wait_for_quiet(parsed, quiet, logger) if quiet > 0 else 0.0
         outcome = build_and_publish(parsed, run_id=str(flow_run.get_id() or "local"))
     entry = outcome["release"]
@@ -88,4 +88,4 @@ def run_by_hand(fleet: str, quiet_seconds: float | None = None) -> dict:
     from prefect.settings import temporary_settings
 
     with temporary_settings(set_defaults={"flows.heartbeat_frequency": None}):
-        return national(fleet, quiet_seconds)
+        return national(fleet, quiet_seconds, slot_wait_seconds=2.0)

@@ -47,6 +47,7 @@ CACHE_DAYS = int(os.environ.get("POLITIKPI_CACHE_DAYS", 7))
 CACHE = {"persist_result": True, "cache_expiration": dt.timedelta(days=CACHE_DAYS)}
 
 __all__ = ["ThresholdExceeded", "refresh", "run_by_hand"]
+BY_HAND_SLOT_WAIT = 2.0  # a run by hand refuses (exit 3) when another run holds its district's slot
 
 
 def _run_id() -> str:
@@ -223,7 +224,7 @@ def publish(settings: Settings, built: dict, audited: dict) -> dict:
 @flow(name="refresh", on_failure=[notify_failure], on_crashed=[notify_failure])
 def refresh(landing: str = "data/landing", state_dir: str = "data/state", warehouse: str = "warehouse",
             full_refresh: bool = False, reingest: str | None = None, accept_restatement: str | None = None,
-            district: str | None = None) -> dict:
+            district: str | None = None, slot_wait_seconds: float | None = None) -> dict:
     """Nightly refresh: landing files in, an audited release of the KPI warehouse out.
 
     full_refresh re-validates every archived file; reingest (a glob on file identities, e.g.
@@ -232,10 +233,11 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
     A run with nothing new publishes nothing ("unchanged"); a pinned release (rollback) stays
     current and new data is only staged ("pinned"). district (default POLITIKPI_DISTRICT, else
     sydsjaelland) selects the municipalities the rules accept and the reference the build uses; where
-    a Prefect server is configured the run holds the concurrency limit politikpi-district-<code>."""
+    a Prefect server is configured the run holds the concurrency limit politikpi-district-<code>,
+    waiting for it up to slot_wait_seconds (default POLITIKPI_SLOT_WAIT_SECONDS; a run by hand: 2 s)."""
     with serving(district) as code:  # the rules and the build read the district from the environment
         settings = Settings(Path(landing), Path(state_dir), Path(warehouse), district=code).resolved()
-        with district_slot(code):
+        with district_slot(code, slot_wait_seconds):
             return _refresh(settings, full_refresh, reingest, accept_restatement)
 
 
@@ -322,7 +324,8 @@ def run_by_hand(landing: str, state_dir: str, warehouse: str, full_refresh: bool
     from prefect.settings import temporary_settings
 
     with temporary_settings(set_defaults={"flows.heartbeat_frequency": None}):
-        return refresh(landing, state_dir, warehouse, full_refresh, reingest, accept_restatement, district)
+        return refresh(landing, state_dir, warehouse, full_refresh, reingest, accept_restatement, district,
+                       slot_wait_seconds=BY_HAND_SLOT_WAIT)
 
 
 def rejected_this_run(results: list) -> list[dict]:

@@ -158,6 +158,8 @@ def test_publishes_within_the_quiet_period_start_one_national_run_and_a_later_on
     done = cli("deploy", "--fleet", fleet_file(tmp_path), env=client_env(server))
     assert done.returncode == 0, done.stderr
     before = len(national_runs(server))
+    time.sleep(2 * QUIET + 6)  # no publish, no run (a trigger without for_each fired every 2 x quiet)
+    assert len(national_runs(server)) == before
     sent = emit(server, "bornholm", "fyn", "bornholm", gap=2)
     runs = wait_runs(server, before + 1, QUIET + 30)
     time.sleep(QUIET + 6)  # a second run, if the trigger made one per publish, would be there by now
@@ -175,15 +177,15 @@ import sys, time
 from flows.concurrency import district_slot
 with district_slot("fyn"):
     start = time.time()
-    time.sleep(3)
+    time.sleep(float(sys.argv[1]))
     print(start, time.time(), flush=True)
 """
 
 
 def test_one_district_slot_is_held_by_one_process_at_a_time(server):
     env = client_env(server) | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    procs = [subprocess.Popen([sys.executable, "-c", HOLD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", HOLD, "3"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     spans = []
     for proc in procs:
         out, errors = proc.communicate(timeout=180)
@@ -191,3 +193,19 @@ def test_one_district_slot_is_held_by_one_process_at_a_time(server):
         spans.append(tuple(map(float, out.split())))
     (a_start, a_end), (b_start, b_end) = sorted(spans)
     assert b_start >= a_end - 0.2, spans  # the second waited for the first to release the slot
+
+
+def test_a_run_by_hand_refuses_while_another_run_of_its_district_holds_the_slot(server, tmp_path):
+    env = client_env(server) | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, "20"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6)  # the holder has the slot
+        (tmp_path / "landing").mkdir()
+        done = cli("refresh", "--district", "fyn", "--landing", tmp_path / "landing", "--state", tmp_path / "state",
+                   "--warehouse", tmp_path / "warehouse", env=client_env(server))
+        assert done.returncode == 3, done.stderr
+        assert "concurrency limit politikpi-district-fyn" in done.stderr
+        assert not (tmp_path / "state" / "last_run.json").exists()  # it never started
+    finally:
+        holder.kill()
