@@ -718,6 +718,7 @@ def serve(
     timezone: Annotated[str, typer.Option(envvar="POLITIKPI_TIMEZONE", help="Time zone of the cron schedule.")] = "Europe/Copenhagen",
     port: Annotated[int, typer.Option(help="Port of the Prefect server (API and UI) started on 127.0.0.1.")] = 4200,
     start_server: Annotated[bool, typer.Option("--start-server/--no-server", help="Start `prefect server start` on 127.0.0.1 (embedded SQLite), or use PREFECT_API_URL.")] = True,
+    district: District = None,
 ) -> None:
     """Serve the nightly refresh deployment on a real Prefect server with its UI (Ctrl-C or SIGTERM stops both).
 
@@ -728,7 +729,7 @@ def serve(
     from flows.serve import ServeError, serve_nightly
 
     try:
-        serve_nightly(landing, state, warehouse, cron=cron, timezone=timezone, port=port,
+        serve_nightly(landing, state, warehouse, cron=cron, timezone=timezone, port=port, district=use_district(district),
                       start_server=start_server, say=lambda text: console.print(text, soft_wrap=True))
     except ServeError as exc:
         fail(str(exc))

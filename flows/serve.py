@@ -100,7 +100,7 @@ def check_schedule(landing: Path, cron: str, timezone: str) -> None:
 
 
 def serve_nightly(landing: Path, state: Path, warehouse: Path, cron: str, timezone: str, port: int,
-                  start_server: bool, say=print) -> None:
+                  start_server: bool, say=print, district: str = "sydsjaelland") -> None:
     """Serve the refresh flow as deployment `refresh/nightly` (on a server started here, or PREFECT_API_URL).
 
     Returns when stopped by SIGINT or SIGTERM, after stopping the server it started."""
@@ -131,7 +131,7 @@ def serve_nightly(landing: Path, state: Path, warehouse: Path, cron: str, timezo
                         refresh_flow.serve(
                             name="nightly", schedules=[Cron(cron, timezone=timezone)], global_limit=1,
                             parameters={"landing": str(landing.resolve()), "state_dir": str(state.resolve()),
-                                        "warehouse": str(warehouse.resolve())},
+                                        "warehouse": str(warehouse.resolve()), "district": district},
                             description="Nightly politikpi refresh", print_starting_message=False)
                     finally:
                         if server:

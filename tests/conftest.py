@@ -13,6 +13,10 @@ import pytest
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="politikpi-prefect-")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect's test server (prefect_test_harness) runs no lease reaper: a run a test kills would hold its
+# district's concurrency slot forever and every later run of that district would wait for it. The
+# limits are tested on a real `prefect server start` (tests/test_fleet_server.py), which turns them on.
+os.environ["POLITIKPI_CONCURRENCY_LIMITS"] = "off"
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,8 @@ def server(tmp_path_factory):
 
 def client_env(server, auth: str | None = AUTH) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
-    env |= {"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(Path(server.log).parent / "client")}
+    env |= {"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(Path(server.log).parent / "client"),
+            "POLITIKPI_CONCURRENCY_LIMITS": "on"}
     if auth:
         env["PREFECT_API_AUTH_STRING"] = auth
     return env

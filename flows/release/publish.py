@@ -64,10 +64,12 @@ def publish_build(settings: Settings, built: dict, audited: dict) -> dict:
 
 
 def kpi_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> list[str]:
-    """What the KPI file holds: dim_municipality, the kpi_ tables and _release (no event rows)."""
+    """What the KPI file holds: dim_municipality, the kpi_ tables and _release (no event rows); in a
+    national release also dim_police_district and national_inputs (what `export` writes)."""
     return [r[0] for r in con.execute(
         "select table_name from duckdb_tables() where database_name = ? and schema_name = 'main' "
-        "and (table_name in ('dim_municipality', '_release') or table_name like 'kpi\\_%' escape '\\') "
+        "and (table_name in ('dim_municipality', 'dim_police_district', 'national_inputs', '_release') "
+        "or table_name like 'kpi\\_%' escape '\\') "
         "order by table_name", [catalog]).fetchall()]
 
 
