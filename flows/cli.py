@@ -567,10 +567,10 @@ def read_fleet_or_fail(path: Path):
 @app.command()
 def national(
     fleet: Annotated[Path, typer.Option("--fleet", envvar="POLITIKPI_FLEET", metavar="FILE", help="Fleet file (TOML) naming the districts' folders and the national warehouse.")],
-    quiet: Annotated[float | None, typer.Option("--quiet", metavar="SECONDS", help="Wait until no district has published for this long before reading their releases (default 0: at once; the national deployment waits the fleet file's quiet_seconds, else 60).")] = 0,
+    quiet: Annotated[float | None, typer.Option("--quiet", metavar="SECONDS", help="Wait until no district has published for this long before reading their releases (default 0: at once; the national deployment's trigger waits the fleet file's quiet_seconds, else 60, before it starts a run).")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs and tracebacks on the terminal.")] = False,
 ) -> None:
-    """Build and publish the national release from the fleet's district releases (SPEC 8.4).
+    """Build and publish the national release from the fleet's district releases.
 
     Each fleet district's current release is opened by id and checked against its checksum; every
     district of the reference is listed in national_inputs with its status (current, stale, failed,

@@ -120,7 +120,7 @@ def announce_rejected(rejected: list[dict], district_code: str) -> None:
     match it and tell the data owner. Carries file names and reasons only, never content."""
     for item in rejected:
         emit_event(event="politikpi.file.rejected",
-                   resource={"prefect.resource.id": f"politikpi.file.{district_code}.{item['file']}",
+                   resource={"prefect.resource.id": f"politikpi.file.{item['file']}",
                              "prefect.resource.name": item["file"], "politikpi.source": item["source"],
                              "politikpi.district": district_code},
                    payload={"reason": item["reason"], "district_code": district_code})

@@ -290,6 +290,11 @@ def repair(warehouse: Path) -> list[str]:
         if current != old.get("current"):
             done.append(f"current release set to {current}")
         manifest = {**old, "current": current, "releases": [entries[rid] for rid in sorted(entries)]}
+        # what the manifest says of the whole warehouse, from its releases (a lost manifest loses it)
+        if any(e.get("kind") == "national" for e in entries.values()):
+            manifest["kind"] = "national"
+        if owners := [entries[rid]["district_code"] for rid in sorted(entries) if entries[rid].get("district_code")]:
+            manifest["district_code"] = owners[-1]
         if pin not in intact and manifest.pop("pinned", None):
             done.append("a pin that names no intact release was lifted")
         if manifest != old or done:
