@@ -150,3 +150,32 @@ def test_the_audit_fails_a_national_row_that_differs_from_its_district(country, 
     used = [i for i in snapshot(fleet) if i.has_release]
     with pytest.raises(AuditFailed, match="district_rows_equal"):
         audit_national(changed, used, tmp_path / "docs")
+
+
+def test_a_district_days_behind_is_stale_and_a_changed_release_file_falls_back_or_goes_missing(country, tmp_path):
+    """Statuses from the manifests alone: data_through more than 2 days behind the newest -> stale; a
+    current release whose file no longer matches its checksum -> the newest that does (failed), else missing."""
+    import json
+
+    from flows.country.inputs import snapshot
+
+    _, fleet, _, _ = country
+    root = tmp_path / "fleet"
+    for code, source in (("bornholm", "bornholm"), ("koebenhavn", "bornholm"), ("fyn", "bornholm")):
+        shutil.copytree(fleet.districts[source].warehouse, root / code / "warehouse", symlinks=True)
+    path = write_fleet(root / "politikpi.toml", ["bornholm", "koebenhavn", "fyn"])
+    manifest_path = root / "koebenhavn" / "warehouse" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["releases"]:  # three days behind bornholm's copy
+        entry["data_through"] = "2019-01-01"
+    manifest_path.write_text(json.dumps(manifest))
+    fyn = root / "fyn" / "warehouse"
+    current = json.loads((fyn / "manifest.json").read_text())["current"]
+    release_file = fyn / "releases" / f"{current}.duckdb"
+    release_file.chmod(0o644)
+    with open(release_file, "ab") as fh:
+        fh.write(b"tampered")
+    statuses = {i.district_code: (i.status, i.release_id, i.reason) for i in snapshot(read_fleet(path))}
+    assert statuses["bornholm"][0] == "current"
+    assert statuses["koebenhavn"][0] == "stale" and "3 days behind" in statuses["koebenhavn"][2]
+    assert statuses["fyn"][0] == "missing" and "no listed release matches its checksum" in statuses["fyn"][2]
