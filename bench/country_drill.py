@@ -343,9 +343,11 @@ def main() -> None:  # noqa: PLR0915 - the drill reads top to bottom
         with country.client() as client:
             national_id = client.read_deployment_by_name("national/national").id
             national_runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id={"any_": [national_id]}))
-        expected_runs = bursts(country.fleet_path, args.quiet, drill_started)
-        print(f"national runs so far: {len(national_runs)}; bursts of district publishes (gaps > {args.quiet:.0f} s "
-              f"start a new one): {expected_runs}", flush=True)
+        # a manifest's published_at and its event's time differ by up to ~2 s: gaps within 2 s of the quiet
+        # period may go either way, so they count as new bursts for the upper bound
+        expected_runs = bursts(country.fleet_path, args.quiet - 2, drill_started)
+        print(f"national runs so far: {len(national_runs)}; bursts of district publishes (gaps > "
+              f"{args.quiet - 2:.0f} s start a new one): at most {expected_runs}", flush=True)
         if len(national_runs) > expected_runs:
             checks["failures"].append(f"{len(national_runs)} national runs for {expected_runs} bursts of publishes")
 
