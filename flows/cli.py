@@ -585,6 +585,7 @@ def national(
     parsed = read_fleet_or_fail(fleet)
     with console.status("building the national release (Prefect flow)…"):
         from flows.country.build import NoDistricts
+        from flows.country.release import NationalRefused
         from flows.national import run_by_hand
         from flows.release.audit import AuditFailed
 
@@ -593,7 +594,7 @@ def national(
             outcome = run_by_hand(str(parsed.path), quiet)
         except AuditFailed as exc:
             fail(str(exc), EXIT_DATA_QUALITY)
-        except NoDistricts as exc:
+        except (NoDistricts, NationalRefused) as exc:
             fail(str(exc))
     t = Table(title=f"National inputs ({parsed.path.name})")
     t.add_column("district")
@@ -602,7 +603,11 @@ def national(
         t.add_row(code, status)
     console.print(t)
     entry = outcome["release"]
-    what = "published national release" if outcome["status"] == "published" else "nothing new: national release"
+    what = {"published": "published national release", "unchanged": "nothing new: national release",
+            "pinned": "pinned by a rollback (`politikpi unpin --warehouse ...` to publish again): national release"
+            }[outcome["status"]]
+    if outcome["status"] != "published":
+        console.print("(the statuses above are this run's reading; the current national release lists its own)")
     console.print(f"[bold green]OK[/]: {what} {entry['release_id']} (data through {entry.get('data_through')}) "
                   f"in {time.monotonic() - started:.1f} s", soft_wrap=True)
     exit_now(0)
@@ -657,6 +662,10 @@ def report(
 
     if national and fleet is not None and ctx_source("warehouse") != "COMMANDLINE":
         warehouse = read_fleet_or_fail(fleet).national_warehouse
+    from flows.release.store import is_national
+
+    if national and not is_national(warehouse):
+        fail(f"{warehouse} is not a national warehouse: give --fleet FILE (its national_warehouse) or --warehouse")
     manifest = load_manifest(warehouse)
     try:
         entry = checked_release(warehouse, release or manifest["current"] or "")

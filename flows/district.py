@@ -22,6 +22,8 @@ class WrongDistrict(RuntimeError):
 def claim(state: Path, warehouse: Path, district: str) -> None:
     """Record the district in a new state; refuse a state or warehouse of another district."""
     manifest = load_manifest(warehouse)
+    if manifest.get("kind") == "national":
+        raise WrongDistrict(f"warehouse {warehouse} holds the national release: give a district's --warehouse")
     owner = manifest.get("district_code") or next(
         (r["district_code"] for r in reversed(manifest["releases"]) if r.get("district_code")), None)
     if owner and owner != district:

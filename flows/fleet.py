@@ -95,8 +95,9 @@ def read_fleet(path: Path) -> Fleet:
         districts[code] = FleetDistrict(code, **folders, cron=str(entry.get("cron", DEFAULT_CRON)),
                                         timezone=str(entry.get("timezone", DEFAULT_TIMEZONE)))
     quiet = doc.get("quiet_seconds", DEFAULT_QUIET_SECONDS)
-    if not isinstance(quiet, int | float) or quiet < 0:
-        raise FleetError(f"{path}: quiet_seconds must be a number of seconds >= 0")
+    if not isinstance(quiet, int | float) or quiet < 10:
+        raise FleetError(f"{path}: quiet_seconds must be a number of seconds, at least 10 (Prefect's shortest "
+                         "window for the national trigger)")
     return Fleet(path, _path(base, doc["national_warehouse"], f"{path}: national_warehouse"), districts, float(quiet))
 
 

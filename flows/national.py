@@ -73,6 +73,8 @@ def national(fleet: str, quiet_seconds: float | None = None, slot_wait_seconds: 
                    resource={"prefect.resource.id": "politikpi.national", "prefect.resource.name": "national"},
                    payload=national_published_payload(outcome))
         logger.info("published national release %s", entry["release_id"])
+    elif outcome["status"] == "pinned":
+        logger.warning("the national release is pinned by a rollback: nothing published (`politikpi unpin`)")
     else:
         logger.info("nothing new: national release %s stays current", entry["release_id"])
     lines = [f"# National release {entry['release_id']} ({outcome['status']})", "",

@@ -238,7 +238,12 @@ def refresh(landing: str = "data/landing", state_dir: str = "data/state", wareho
     with serving(district) as code:  # the rules and the build read the district from the environment
         settings = Settings(Path(landing), Path(state_dir), Path(warehouse), district=code).resolved()
         with district_slot(code, slot_wait_seconds):
-            return _refresh(settings, full_refresh, reingest, accept_restatement)
+            try:
+                return _refresh(settings, full_refresh, reingest, accept_restatement)
+            except Exception as exc:  # recorded while the slot is held: a waiting run must not find it "running"
+                districts.record_end(settings.state, "failed", None, f"{type(exc).__name__}: {exc}",
+                                     str(flow_run.get_id() or "") or None)
+                raise
 
 
 def _refresh(settings: Settings, full_refresh: bool, reingest: str | None, accept_restatement: str | None) -> dict:

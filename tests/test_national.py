@@ -118,8 +118,11 @@ def test_the_national_release_holds_the_country_and_no_event_rows(country):
     assert rows(path, "select count(*), count(distinct district_code) from dim_municipality") == [(98, 12)]
     assert rows(path, "select count(*) from dim_police_district") == [(12,)]
     assert rows(path, "select count(distinct district_code) from kpi_data_quality") == [(3,)]
-    assert rows(path, "select district_code, kind from (select district_code, 'x' as kind from _release)") == \
-        [(None, "x")]
+    assert rows(path, "select district_code from _release") == [(None,)]
+    country, districts = rows(path, "select safety_ambassadors, ambassador_local_areas from kpi_year_summary")[0], [
+        rows(district_file(fleet, code), "select safety_ambassadors, ambassador_local_areas from kpi_year_summary")[0]
+        for code in DISTRICTS]
+    assert country == tuple(map(sum, zip(*districts, strict=True)))  # ids repeat across districts: still additive
 
 
 def test_the_same_district_releases_publish_nothing_new_and_verify_is_clean(country):
@@ -152,18 +155,20 @@ def test_the_audit_fails_a_national_row_that_differs_from_its_district(country, 
         audit_national(changed, used, tmp_path / "docs")
 
 
-def test_a_district_days_behind_is_stale_and_a_changed_release_file_falls_back_or_goes_missing(country, tmp_path):
+def test_a_district_behind_is_stale_a_changed_or_foreign_release_is_missing(country, tmp_path):
     """Statuses from the manifests alone: data_through more than 2 days behind the newest -> stale; a
-    current release whose file no longer matches its checksum -> the newest that does (failed), else missing."""
+    current release whose file no longer matches its checksum, with no older one that does -> missing;
+    another district's warehouse -> missing."""
     import json
 
     from flows.country.inputs import snapshot
 
     _, fleet, _, _ = country
     root = tmp_path / "fleet"
-    for code, source in (("bornholm", "bornholm"), ("koebenhavn", "bornholm"), ("fyn", "bornholm")):
-        shutil.copytree(fleet.districts[source].warehouse, root / code / "warehouse", symlinks=True)
-    path = write_fleet(root / "politikpi.toml", ["bornholm", "koebenhavn", "fyn"])
+    for code in ("bornholm", "koebenhavn", "fyn"):
+        shutil.copytree(fleet.districts[code].warehouse, root / code / "warehouse", symlinks=True)
+    shutil.copytree(fleet.districts["bornholm"].warehouse, root / "nordsjaelland" / "warehouse", symlinks=True)
+    path = write_fleet(root / "politikpi.toml", ["bornholm", "koebenhavn", "fyn", "nordsjaelland"])
     manifest_path = root / "koebenhavn" / "warehouse" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     for entry in manifest["releases"]:  # three days behind bornholm's copy
@@ -179,3 +184,20 @@ def test_a_district_days_behind_is_stale_and_a_changed_release_file_falls_back_o
     assert statuses["bornholm"][0] == "current"
     assert statuses["koebenhavn"][0] == "stale" and "3 days behind" in statuses["koebenhavn"][2]
     assert statuses["fyn"][0] == "missing" and "no listed release matches its checksum" in statuses["fyn"][2]
+    assert statuses["nordsjaelland"][0] == "missing" and "district bornholm" in statuses["nordsjaelland"][2]
+
+
+def test_a_rolled_back_national_release_stays_pinned_and_a_district_run_refuses_its_warehouse(country):
+    from flows.district import WrongDistrict, claim
+    from flows.national import national
+
+    _, fleet, _, outcome = country
+    rid = outcome["release"]["release_id"]
+    assert cli("rollback", rid, "--warehouse", fleet.national_warehouse).returncode == 0
+    try:
+        again = national(str(fleet.path), quiet_seconds=0)
+        assert again["status"] == "pinned" and again["release"]["release_id"] == rid
+    finally:
+        assert cli("unpin", "--warehouse", fleet.national_warehouse).returncode == 0
+    with pytest.raises(WrongDistrict, match="holds the national release"):
+        claim(fleet.districts["bornholm"].state, fleet.national_warehouse, "bornholm")

@@ -63,8 +63,10 @@ def attach_districts(con: duckdb.DuckDBPyConnection, inputs: list[DistrictInput]
     for item in used:
         con.execute(f"attach {quote_path(Path(item.file))} as {alias(item.district_code)} (read_only)")
     for mart in MARTS:
-        parts = [f"select *, '{i.district_code}' as district_code from {alias(i.district_code)}.main.{mart}"
-                 for i in used]
+        # an ambassador id is unique within one district's roster only (TA-00001 exists in every district)
+        ids = " replace ('{code}:' || ambassador_id as ambassador_id)" if mart == "dim_ambassadors" else ""
+        parts = [f"select *{ids.format(code=i.district_code)}, '{i.district_code}' as district_code "
+                 f"from {alias(i.district_code)}.main.{mart}" for i in used]
         con.execute(f"create or replace temp view {mart} as " + " union all by name ".join(parts))
     return used
 
@@ -111,7 +113,7 @@ NATIONAL_COMMENTS = {
     "national_inputs": ("One row per police district of the reference data: the district release the national "
                         "release was built from (id, checksum, code version, data through, when published) and "
                         "its status: not_in_fleet, missing (no release that verifies), failed (its last run "
-                        "failed or crashed after its release was published: its last good release is used), "
+                        "failed after its release was published: its last good release is used), "
                         "stale (data more than 2 days behind the newest district), current.", {}),
     "kpi_data_quality": ("The districts' kpi_data_quality rows, each with its district_code (SPEC 4.1): rows valid "
                          "and quarantined per (month, municipality, source). NULL month or municipality = not "

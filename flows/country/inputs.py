@@ -76,9 +76,16 @@ def district_input(code: str, name: str, fleet: Fleet) -> DistrictInput:
         manifest = load_manifest(folders.warehouse)
     except ManifestError as exc:
         return DistrictInput(code, name, "missing", str(exc)[:300])
+    owner = manifest.get("district_code")
+    if manifest.get("kind") == "national" or (owner and owner != code):
+        return DistrictInput(code, name, "missing", f"{folders.warehouse} holds "
+                             f"{'the national release' if not owner else f'district {owner}'}'s releases, not {code}'s")
     entry, problem = _verified(folders.warehouse, manifest)
     if entry is None:
         return DistrictInput(code, name, "missing", problem or f"no release in {folders.warehouse}")
+    if entry.get("district_code") not in (None, code):
+        return DistrictInput(code, name, "missing", f"release {entry['release_id']} is district "
+                             f"{entry['district_code']}'s, not {code}'s")
     found = DistrictInput(
         code, name, "failed" if problem else "current", problem, entry["release_id"], entry["sha256"],
         entry.get("code_version"), _date(entry.get("data_through")),

@@ -20,6 +20,10 @@ from flows.fleet import Fleet
 from flows.release import releases, store
 
 
+class NationalRefused(RuntimeError):
+    """The national warehouse cannot be used; the message says why."""
+
+
 def national_release_id(key: str) -> str:
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{key[:12]}"
 
@@ -31,10 +35,15 @@ def build_and_publish(fleet: Fleet, run_id: str = "local", settings: Settings | 
     settings = settings or Settings()
     warehouse = fleet.national_warehouse
     warehouse.mkdir(parents=True, exist_ok=True)
+    if owner := store.load_manifest(warehouse).get("district_code"):
+        raise NationalRefused(f"{warehouse} is district {owner}'s warehouse, not a national one: point the fleet "
+                              "file's national_warehouse at a folder of its own")
     inputs = snapshot(fleet)
     key = national_key(inputs)
     current = store.current_release(warehouse)
     statuses = {i.district_code: i.status for i in inputs}
+    if pin := releases.pinned(warehouse):  # a rollback: nothing is published until `politikpi unpin`
+        return {"status": "pinned", "release": current or pin, "inputs": statuses}
     if current is not None and current.get("state_version") == key and (warehouse / current["file"]).is_file():
         return {"status": "unchanged", "release": current, "inputs": statuses}
     release_id = national_release_id(key)
@@ -52,6 +61,8 @@ def build_and_publish(fleet: Fleet, run_id: str = "local", settings: Settings | 
         con.execute("detach release")
     with releases.warehouse_lock(warehouse, wait=120):
         releases.recover(warehouse)
+        if pin := releases.pinned(warehouse):  # rolled back while this run was building
+            return {"status": "pinned", "release": store.current_release(warehouse) or pin, "inputs": statuses}
         shutil.copytree(docs, warehouse / "docs" / release_id, dirs_exist_ok=True)
         entry = {**meta, "state_version": key,
                  "validation_summary": {**summary, "docs": str(warehouse / "docs" / release_id / "index.html")}}
