@@ -19,9 +19,10 @@ from flows.release.audit import AuditFailed, audit, table_frames
 from schemas.reference import load_districts
 
 EQUAL_TABLES = ("kpi_reports", "kpi_callouts", "kpi_outreach", "kpi_response_times")
-ADDITIVE = ("reports", "callouts", "timed_responses", "safety_ambassadors", "ambassador_local_areas",
-            "mobile_station_outings", "safety_followups", "citizen_adviser_inquiries", "sub_visits", "talks",
-            "traffic_controls")  # an ambassador and a local area belong to one district: additive too
+# Counts of events. Not the ambassadors: a district's release counts its roster only for the years it
+# has data, the country for every year any district has (a failed district's last good release ends earlier).
+ADDITIVE = ("reports", "callouts", "timed_responses", "mobile_station_outings", "safety_followups",
+            "citizen_adviser_inquiries", "sub_visits", "talks", "traffic_controls")
 
 
 def comparable(item: DistrictInput) -> bool:
