@@ -201,3 +201,22 @@ def test_a_rolled_back_national_release_stays_pinned_and_a_district_run_refuses_
         assert cli("unpin", "--warehouse", fleet.national_warehouse).returncode == 0
     with pytest.raises(WrongDistrict, match="holds the national release"):
         claim(fleet.districts["bornholm"].state, fleet.national_warehouse, "bornholm")
+
+
+def test_reports_per_1000_divides_by_the_districts_population_of_the_year_nearest_held(country):
+    import csv
+
+    _, fleet, _, _ = country
+    held: dict[int, list[tuple[int, int]]] = {}
+    with open(Path(__file__).resolve().parent.parent / "reference" / "population.csv", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            held.setdefault(int(r["municipality_code"]), []).append((int(r["year"]), int(r["population"])))
+    nearest = {code: min(years, key=lambda y: (abs(y[0] - 2019), y[0]))[1] for code, years in held.items()}
+    path = national_file(fleet)
+    for code in DISTRICTS:
+        members = [c for (c,) in rows(path, "select municipality_code from dim_municipality where district_code = ?",
+                                      [code])]
+        reports, rate = rows(path, """select reports, reports_per_1000 from kpi_district_comparison
+                                      where period_grain = 'year' and cause is null and district_code = ?""",
+                             [code])[0]
+        assert rate == pytest.approx(reports * 1000 / sum(nearest[c] for c in members)), code
