@@ -202,11 +202,11 @@ def national_vs_duckdb(fleet_path: Path, runs: int = 3) -> tuple[float, float, f
     the same models in memory (no audit, no publish)."""
     import duckdb
 
-    from flows.build import runner
     from flows.country.audit import audit_national
     from flows.country.build import _models, attach_districts, build_national, load_country_reference
     from flows.country.inputs import snapshot
     from flows.fleet import read_fleet
+    from flows.transform import runner
 
     fleet = read_fleet(fleet_path)
     inputs = snapshot(fleet)

@@ -173,7 +173,7 @@ def run_step(fleet: Fleet, step: int, concurrent: int, rng: random.Random) -> st
 
 
 def code_version(code: Path) -> str:
-    script = "from flows.build.versions import code_version; print(code_version())"
+    script = "from flows.transform.versions import code_version; print(code_version())"
     return subprocess.run([sys.executable, "-c", script],
                           cwd=code, check=True, capture_output=True, text=True).stdout.strip()
 

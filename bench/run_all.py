@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import duckdb  # noqa: E402
 
 from bench.common import OUT, ROOT, ensure_sample, machine, run_timed, table  # noqa: E402
-from flows.build import runner, transform  # noqa: E402
 from flows.ingest import readers, state  # noqa: E402
 from flows.server import local_server  # noqa: E402
+from flows.transform import runner, transform  # noqa: E402
 
 BASELINE_SQL = {
     "staged_reports": """select null::varchar as file_identity, 0::bigint as line, journalnr,

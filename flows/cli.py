@@ -276,7 +276,7 @@ def overview(
     """Print the district's headline overview (the deck's "Overblik") from the stable release."""
     import duckdb
 
-    from flows.build.models import labels
+    from flows.transform.models import labels
 
     path = warehouse / "politikpi.duckdb"
     if not path.exists():

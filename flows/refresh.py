@@ -28,8 +28,6 @@ from prefect.runtime import flow_run  # noqa: E402
 
 from flows import district as districts  # noqa: E402
 from flows import faults  # noqa: E402
-from flows.build.transform import build_matches, transform_build  # noqa: E402
-from flows.build.versions import file_results_key, state_key  # noqa: E402
 from flows.concurrency import district_slot  # noqa: E402
 from flows.config import Settings  # noqa: E402
 from flows.ingest import extract, state  # noqa: E402
@@ -41,6 +39,8 @@ from flows.release.audit import audit_build  # noqa: E402
 from flows.release.publish import Pinned, finish_interrupted_publish, publish_build, unchanged_release  # noqa: E402
 from flows.release.store import PublishRefused, current_release  # noqa: E402
 from flows.release.summary import quarantine_table, summary_markdown  # noqa: E402
+from flows.transform.transform import build_matches, transform_build  # noqa: E402
+from flows.transform.versions import file_results_key, state_key  # noqa: E402
 from schemas.reference import serving  # noqa: E402
 
 CACHE_DAYS = int(os.environ.get("POLITIKPI_CACHE_DAYS", 7))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.build import transform
 from flows.ingest import state
+from flows.transform import transform
 
 UTC = dt.UTC
 NAMES = {320: "Faxe", 330: "Slagelse", 340: "Sorø", 360: "Lolland", 370: "Næstved", 376: "Guldborgsund",

@@ -9,10 +9,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.build import patch, runner, transform
 from flows.ingest import extract, state
 from flows.ingest.load import load_results
 from flows.ingest.sources import SOURCES
+from flows.transform import patch, runner, transform
 from sample import SampleSpec, write_sample
 
 

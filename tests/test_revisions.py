@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from flows.build import transform
 from flows.ingest import state
+from flows.transform import transform
 
 CPH = dt.timezone(dt.timedelta(hours=1))
 

@@ -27,14 +27,14 @@ import duckdb
 import polars as pl
 import pytest
 
-from flows.build import transform
-from flows.build.versions import code_version
 from flows.config import Settings
 from flows.ingest import extract, state
 from flows.ingest.load import load_results
 from flows.ingest.sources import SOURCES
 from flows.ingest.threshold import ThresholdExceeded, threshold_summary
 from flows.release import store
+from flows.transform import transform
+from flows.transform.versions import code_version
 
 REPORT_HEADER = ["journalnr", "anmeldt_tid", "gerningstid_fra", "kommunekode", "lovomraade", "overtraedelse",
                  "sidst_aendret", "fritekst", "anmelder_cpr"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.build import runner, transform
 from flows.ingest import state
+from flows.transform import runner, transform
 
 
 def build(tmp_path: Path, reports=(), callouts=(), outreach=(), ambassadors=(), files=()):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build.models import load as load_metadata
-from flows.build.transform import quote_path
-from flows.build.versions import code_version, reference_version
 from flows.country.build import alias
 from flows.country.inputs import DistrictInput
 from flows.release.audit import AuditFailed, audit, table_frames
+from flows.transform.models import load as load_metadata
+from flows.transform.transform import quote_path
+from flows.transform.versions import code_version, reference_version
 from schemas.reference import load_districts
 
 EQUAL_TABLES = ("kpi_reports", "kpi_callouts", "kpi_outreach", "kpi_response_times")

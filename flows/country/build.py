@@ -12,11 +12,11 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build import runner
-from flows.build.models import load as load_metadata
-from flows.build.transform import close_build, load_reference, open_build, quote_path, write_release_table
-from flows.build.versions import code_version, reference_version
 from flows.country.inputs import DistrictInput, national_data_through
+from flows.transform import runner
+from flows.transform.models import load as load_metadata
+from flows.transform.transform import close_build, load_reference, open_build, quote_path, write_release_table
+from flows.transform.versions import code_version, reference_version
 from schemas.reference import load_districts, reference_dir
 
 # The national release's published models, in sql/ (SPEC 8.4); their build-only inputs come along.

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build.transform import quote_path
 from flows.config import Settings
 from flows.country.audit import audit_national
 from flows.country.build import build_national, national_key
 from flows.country.inputs import snapshot
 from flows.fleet import Fleet
 from flows.release import releases, store
+from flows.transform.transform import quote_path
 
 
 class NationalRefused(RuntimeError):

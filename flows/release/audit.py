@@ -18,11 +18,11 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build.models import load as load_metadata
-from flows.build.runner import audit_sql
-from flows.build.transform import quote_path
 from flows.config import Settings
 from flows.release import store
+from flows.transform.models import load as load_metadata
+from flows.transform.runner import audit_sql
+from flows.transform.transform import quote_path
 
 
 @dataclass

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build.transform import quote_path
 from flows.release.publish import kpi_tables
+from flows.transform.transform import quote_path
 
 FORMATS = ("xlsx", "parquet", "csv")
 EXCEL_MAX_ROWS = 1_048_575  # a sheet's rows below its header

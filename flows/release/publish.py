@@ -11,12 +11,12 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build.runner import sql_literal
-from flows.build.transform import quote_path
-from flows.build.versions import state_version
 from flows.config import Settings
 from flows.files import file_sha256
 from flows.release import releases, store
+from flows.transform.runner import sql_literal
+from flows.transform.transform import quote_path
+from flows.transform.versions import state_version
 
 PUBLISH_LOCK_WAIT = 120  # seconds a publish waits for an operator's verify, repair, rollback or unpin
 

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build.models import load as load_metadata
-from flows.build.runner import sql_literal
 from flows.files import file_sha256
 from flows.ingest.state import state_lock
 from flows.release.store import (
@@ -26,6 +24,8 @@ from flows.release.store import (
     write_manifest,
     write_sidecar,
 )
+from flows.transform.models import load as load_metadata
+from flows.transform.runner import sql_literal
 
 
 class ReleaseError(RuntimeError):

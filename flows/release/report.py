@@ -19,8 +19,8 @@ from pathlib import Path
 import duckdb
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from flows.build.models import labels
 from flows.release.disclosure import PRIMARY, SECONDARY, hidden_with, protect
+from flows.transform.models import labels
 from schemas.outreach import ACTIVITIES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build.models import labels
 from flows.config import Settings
 from flows.ingest.state import db_path
 from flows.release import store
+from flows.transform.models import labels
 
 
 def _headline(stable: Path) -> list[str]:

@@ -1,7 +1,7 @@
 /*
   previous — the release a build replaces, as the revisions log reads it: when there is none (the
   first release) or it predates a table, these empty tables stand in for it. Not a model: the
-  build creates them in the in-memory catalog `previous` (flows/build/transform.py).
+  build creates them in the in-memory catalog `previous` (flows/transform/transform.py).
 */
 create table previous._release (release_id varchar, data_through date, input_files varchar, code_version varchar);
 create table previous.kpi_reports (month date, municipality_code integer, law_area varchar, reports bigint);

@@ -1,6 +1,6 @@
 """The build stage: reference data + staged rows from the state -> sql/ models -> a release file
 with its `_release` row, not yet audited or published. Patched from the current release where it
-allows (flows/build/patch.py), else built whole (flows/build/runner.py). No Prefect."""
+allows (flows/transform/patch.py), else built whole (flows/transform/runner.py). No Prefect."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build import patch, runner
-from flows.build.versions import code_version, reference_version, state_version
 from flows.config import Settings, duckdb_memory
 from flows.ingest.state import connect as state_connect
 from flows.ingest.state import db_path
 from flows.release.store import current_release
+from flows.transform import patch, runner
+from flows.transform.versions import code_version, reference_version, state_version
 from schemas.reference import load_municipalities, reference_dir
 
 STORAGE_VERSION = re.compile(r"^v\d+\.\d+\.\d+$")
@@ -101,7 +101,7 @@ def build_release(state_dir: Path, path: Path, storage_version: str, progress=No
 
     With a base (the current release, built by the same code from an earlier state), the new
     file starts as a copy of it and only what the changed input files move is recomputed
-    (flows/build/patch.py); the tables are the same as a full build's. `previous` is the release
+    (flows/transform/patch.py); the tables are the same as a full build's. `previous` is the release
     this one replaces (the revisions log), `info` its `_build_info`. The connection stays open for
     the caller, who closes it."""
     if base is None:

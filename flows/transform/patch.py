@@ -1,6 +1,6 @@
 """Patch a copy of the previous release up to the current state: only what the changed input
 files can move is recomputed (the `[incremental]` rule in a model's .toml says which models and how), with the very
-same model SQL as a full build (flows/build/runner.py). Plain Python, no Prefect."""
+same model SQL as a full build (flows/transform/runner.py). Plain Python, no Prefect."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import duckdb
 
-from flows.build.models import load as load_metadata
-from flows.build.runner import SQL_DIR, ModelError, discover, finish, order
+from flows.transform.models import load as load_metadata
+from flows.transform.runner import SQL_DIR, ModelError, discover, finish, order
 
 
 @dataclass(frozen=True)

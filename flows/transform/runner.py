@@ -4,7 +4,7 @@ Plain Python, no Prefect. One SELECT per file; the file stem is the table name, 
 sql/. staging/ models become temporary views over the state and intermediate/ (`int_`) models
 temporary tables (both build-only); the rest are published tables. The runner stops at the first
 error and names the file. A nightly build that patches the previous release instead runs the
-same models through flows/build/patch.py.
+same models through flows/transform/patch.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from flows.build.models import SQL_DIR
-from flows.build.models import load as load_metadata
+from flows.transform.models import SQL_DIR
+from flows.transform.models import load as load_metadata
 
 NOT_MODELS = ("audit", "previous")  # folders of sql/ whose queries build no table of the release
 NATIONAL = "national"  # models of the national release only (SPEC 8.4); a district build skips them
