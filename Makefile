@@ -7,7 +7,7 @@ LANDING ?= $(or $(POLITIKPI_LANDING),data/landing)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test lint bench drill fleet-drill chaos soak serve clean clean-data chromium
+.PHONY: venv run test test-fast mutate lint bench drill fleet-drill chaos soak serve clean clean-data chromium
 
 # uv installs the locked set (constraints.txt) in seconds where pip takes half a minute; if uv
 # cannot reach the registry (an index only pip is configured for), pip does it. uv compiles the
@@ -37,6 +37,16 @@ TEST_WORKERS ?= 2
 test: venv chromium lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+## make test-fast: the value tests only (tests marked `fast` in tests/conftest.py: no Prefect server, no
+## `politikpi` process), the tier `make mutate` runs against each mutant
+test-fast: venv
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m fast
+
+## make mutate: plant each mutant of sql/, schemas/, disclosure and the threshold (mutate/) and run the fast
+## tier against it; prints the score and every survivor (ONLY=sql/kpi to mutate some files; JOBS copies at once)
+mutate: venv
+	$(BIN)/python -m mutate $(if $(ONLY),--only $(ONLY)) --jobs $(or $(JOBS),$(TEST_WORKERS))
+
 # Debian's chromium for the report's screenshot test; where apt-get cannot, that test skips.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
@@ -46,7 +56,7 @@ chromium:
 		echo "chromium not installed: the report screenshot test will be skipped"
 
 lint: venv
-	$(BIN)/ruff check flows schemas sample tests bench
+	$(BIN)/ruff check flows schemas sample tests bench mutate
 
 ## make bench: the benchmarks (figures printed as tables); chaos and soak for the guarantees
 bench: venv

@@ -109,3 +109,27 @@ def wait_final(client, flow_run_id, seconds: float = 300):
             return state
         time.sleep(0.5)
     raise AssertionError(f"flow run {flow_run_id} not finished within {seconds:.0f} s: {state}")
+
+
+# The fast tier (`make test-fast`, and what `make mutate` runs against every mutant): the value tests
+# of these files that need no Prefect server and start no `politikpi` process. They build real
+# DuckDB files through the real readers, Pandera models and SQL models.
+FAST_FILES = {"test_sql_models.py", "test_kpi_beyond_deck.py", "test_revisions.py", "test_disclosure.py",
+              "test_schemas.py", "test_patch.py", "test_rules_that_matter.py", "test_readers.py", "test_country.py",
+              "test_order.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in FAST_FILES and not {"prefect_server", "prefect_env"} & set(item.fixturenames) \
+                and not item.get_closest_marker("slow") and "cli(" not in _source(item):
+            item.add_marker(pytest.mark.fast)
+
+
+def _source(item) -> str:
+    import inspect
+
+    try:
+        return inspect.getsource(item.function)
+    except (OSError, TypeError):
+        return ""

@@ -62,6 +62,15 @@ def protect(cells: list[list[int]], row_totals: bool = False, col_totals: bool =
     return grid
 
 
+def protect_by_code(counts: dict[int, int | None]) -> tuple[dict[int, str | int], bool]:
+    """One column of counts keyed by municipality code, with a shown total below it: each code's
+    count as shown, and whether the total must be hidden. The grid runs in code order, so a tie
+    goes to the lower code whatever order the table is displayed in (SPEC 5)."""
+    codes = sorted(counts)
+    grid = protect([[counts[code]] for code in codes], col_totals=True)
+    return {code: grid.shown(i, 0) for i, code in enumerate(codes)}, 0 in grid.hidden_col_totals
+
+
 def hidden_with(count: int | None, value, hidden: bool = False):
     """A value computed from a count (rate, share, mean): hidden when the count is hidden."""
     if hidden or small(count):

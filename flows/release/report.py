@@ -2,29 +2,25 @@
 
 Every figure it shows comes from a sql/ model: the queries below only select (a test parses them
 and fails on any aggregate or arithmetic). Python arranges, protects and renders: small counts and
-what could reveal them are hidden (flows/release/disclosure.py). Charts are matplotlib SVG inlined
-in the page (no network, no JavaScript); they show differences (no bars on an axis from 0 for
-values that differ by a few percent), legends sit outside the plot, and tables follow the order of
-the chart above them.
+what could reveal them are hidden (flows/release/disclosure.py). The charts (flows/release/charts.py)
+plot only what the tables show.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
-import re
 from pathlib import Path
 
 import duckdb
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from flows.release.disclosure import PRIMARY, SECONDARY, hidden_with, protect
+from flows.release.charts import charts
+from flows.release.disclosure import PRIMARY, SECONDARY, hidden_with, protect, protect_by_code
 from flows.transform.models import labels
 from schemas.outreach import ACTIVITIES
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-MONTHS = ["jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec"]
 DISTRICT = "Hele kredsen"
 TABLE_LABELS = {"kpi_reports": "Anmeldelser", "kpi_callouts": "Udrykninger", "kpi_outreach": "Borgernært politi",
                 "kpi_response_times": "Responstid"}
@@ -116,28 +112,6 @@ def arrow(change, significant=None) -> str:
     return mark if significant is None or significant else f"{mark} (ikke signifikant)"
 
 
-def _svg(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    text = buf.getvalue()
-    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)  # creator/date: not needed, not stable
-    return text[text.index("<svg"):]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
-                         "axes.spines.right": False, "svg.hashsalt": "politikpi"})
-    return plt
-
-
 def gather(con: duckdb.DuckDBPyConnection, year: int) -> dict:
     """Everything the report shows, selected from the release's tables."""
     data = {}
@@ -167,37 +141,40 @@ def cell(text: str, total: bool = False) -> dict:
 
 
 def per_1000_table(data: dict) -> dict:
-    """Reports and reports per 1,000 per municipality, highest rate first, the district as the total row."""
+    """Reports and reports per 1,000 per municipality, highest rate first, the district as the total row.
+    Suppression runs in municipality-code order (ties to the lower code, SPEC 5), not display order."""
     rows = sorted((r for r in data["yoy"] if r["measure"] == "reports_per_1000" and r["municipality_code"]),
-                  key=lambda r: -r["value"])
-    counts = [measure(data, "reports", r["municipality_code"]).get("value") for r in rows]
-    grid = protect([[c] for c in counts], col_totals=True)
+                  key=lambda r: (-r["value"], r["municipality_code"]))
+    counts = {r["municipality_code"]: measure(data, "reports", r["municipality_code"]).get("value") for r in rows}
+    shown, total_hidden = protect_by_code(counts)
     body = []
-    for i, r in enumerate(rows):
-        shown = grid.shown(i, 0)
+    for r in rows:
+        n = shown[r["municipality_code"]]
         body.append({"label": data["names"][r["municipality_code"]], "cells": [
-            cell(count(shown)), cell(decimal(hidden_with(counts[i], r["value"], shown == SECONDARY))),
+            cell(count(n)), cell(decimal(hidden_with(counts[r["municipality_code"]], r["value"], n == SECONDARY))),
             cell(arrow(r["change"])), cell(str(r["population_year"]))]})
     district = measure(data, "reports_per_1000")
-    total = SECONDARY if 0 in grid.hidden_col_totals else measure(data, "reports").get("value")
+    total = SECONDARY if total_hidden else measure(data, "reports").get("value")
     body.append({"label": DISTRICT, "total": True, "cells": [
         cell(count(total), True), cell(decimal(district.get("value")), True), cell(arrow(district.get("change")), True),
         cell(str(district.get("population_year") or "–"), True)]})
     return {"head": ["Kommune", "Anmeldelser", "Pr. 1.000 indbyggere", "Ændring fra året før", "Befolkningstal fra"],
-            "rows": body, "order": [r["municipality_code"] for r in rows]}
+            "rows": body, "order": [r["municipality_code"] for r in rows],
+            "hidden": {code for code, n in shown.items() if n in (PRIMARY, SECONDARY)}}
 
 
 def response_table(data: dict) -> dict:
-    """Response time per municipality, longest mean first, the district as the total row."""
+    """Response time per municipality, longest mean first, the district as the total row; suppression
+    in municipality-code order, as in per_1000_table."""
     rows = sorted((r for r in data["response"] if r["municipality_code"] is not None),
-                  key=lambda r: -(r["mean_min"] or 0))
-    grid = protect([[r["responses"]] for r in rows], col_totals=True)
+                  key=lambda r: (-(r["mean_min"] or 0), r["municipality_code"]))
+    shown, total_hidden = protect_by_code({r["municipality_code"]: r["responses"] for r in rows})
     body = []
-    for i, r in enumerate(rows + [next((d for d in data["response"] if d["municipality_code"] is None), None)]):
+    for r in rows + [next((d for d in data["response"] if d["municipality_code"] is None), None)]:
         if r is None:
             continue
         total = r["municipality_code"] is None
-        n = (SECONDARY if 0 in grid.hidden_col_totals else r["responses"]) if total else grid.shown(i, 0)
+        n = (SECONDARY if total_hidden else r["responses"]) if total else shown[r["municipality_code"]]
         hide = n == SECONDARY
         t = data["trend"].get(r["municipality_code"], {})
         change = t.get("change_min")
@@ -214,7 +191,8 @@ def response_table(data: dict) -> dict:
             cell(interval if not hide else SECONDARY, total)]})
     return {"head": ["Kommune", "Målte udrykninger", "Gennemsnit", "90 %-fraktil", "Inden for 10 min",
                      "Inden for 20 min", "Ændring (4 kvartaler)", "95 %-interval"],
-            "rows": body, "order": [r["municipality_code"] for r in rows]}
+            "rows": body, "order": [r["municipality_code"] for r in rows],
+            "hidden": {code for code, n in shown.items() if n in (PRIMARY, SECONDARY)}}
 
 
 def outreach_table(data: dict) -> dict:
@@ -261,81 +239,6 @@ def revisions_table(data: dict) -> dict:
                                cell("data" if r["inputs_changed"] else "kode" if r["code_changed"] else "–")]})
     return {"head": ["Tal", "Måned", "Kommune", "Kategori", "Før", "Nu", "Årsag"], "rows": rows,
             "more": max(len(data["revisions"]) - 40, 0)}
-
-
-def charts(data: dict, per_1000: dict, response: dict) -> dict[str, str]:
-    plt = _plt()
-    names = data["names"]
-    out = {}
-    rates = {r["municipality_code"]: r["value"] for r in data["yoy"]
-             if r["measure"] == "reports_per_1000" and r["municipality_code"]}
-    if rates:
-        order = per_1000["order"]
-        fig, ax = plt.subplots(figsize=(7, 2.8))
-        values = [rates[c] for c in order][::-1]
-        ax.plot(values, [names[c] for c in order][::-1], "o", color="#1f4e79")
-        low, high = min(values), max(values)
-        pad = max((high - low) * 0.15, 1)
-        ax.set_xlim(low - pad, high + pad)  # the differences, not the distance from 0 (the axis says so)
-        ax.set_xlabel(f"Anmeldelser pr. 1.000 indbyggere, {data['year']} (aksen starter ikke ved 0)")
-        ax.grid(axis="x", color="#ddd")
-        out["per_1000"] = _svg(fig)
-
-    months = data["callouts_by_month"]
-    if months:
-        fig, ax = plt.subplots(figsize=(7, 2.6))
-        ax.plot([MONTHS[m["month"].month - 1] for m in months], [m["callouts"] for m in months], "o-",
-                color="#1f4e79")
-        ax.set_ylabel("Udrykninger (aksen starter ikke ved 0)")
-        ax.grid(axis="y", color="#ddd")
-        out["callouts"] = _svg(fig)
-
-    timed = {r["municipality_code"]: r for r in data["response"]}
-    order = [c for c in response["order"] if timed[c]["mean_min"] is not None and timed[c]["responses"] >= 3]
-    if order:
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        labels_ = [names[c] + (" *" if timed[c]["low_sample"] else "") for c in order][::-1]
-        ax.plot([timed[c]["p90_min"] for c in order][::-1], labels_, "s", color="#9dc3e6", label="90 %-fraktil")
-        ax.plot([timed[c]["mean_min"] for c in order][::-1], labels_, "o", color="#1f4e79", label="Gennemsnit")
-        district = timed.get(None)
-        if district and district["mean_min"] is not None:
-            ax.axvline(district["mean_min"], color="#c00000", linestyle="--",
-                       label=f"Kredsens gennemsnit {minutes(district['mean_min'])}")
-        ax.set_xlabel("Minutter fra anmeldelse til første patrulje er fremme")
-        ax.grid(axis="x", color="#ddd")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-        out["response"] = _svg(fig)
-
-    quarters = [q for q in data["quarters"] if q["responses"] >= 3]
-    if quarters:
-        fig, ax = plt.subplots(figsize=(7, 3))
-        for code in sorted({q["municipality_code"] for q in quarters}):
-            points = [q for q in quarters if q["municipality_code"] == code]
-            ax.plot([f"K{(p['period_start'].month - 1) // 3 + 1} {p['period_start'].year}" for p in points],
-                    [p["mean_min"] for p in points], marker="o", label=names[code])
-        ax.set_ylabel("Gns. responstid (min)")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
-        out["trend"] = _svg(fig)
-
-    spread = [r for r in data["goals"] if r["goal"] == "shrink_spread" and r["value"] is not None]
-    small = [r for r in data["goals"] if r["goal"] == "improve_small_municipality" and r["value"] is not None]
-    if spread or small:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8))
-        years = [r["year"] for r in spread]
-        left.plot(years, [r["value"] for r in spread], "o-", color="#1f4e79")
-        left.set_title("Spredning mellem kommunerne (min)", fontsize=9)
-        left.set_xticks(years)
-        district = {r["year"]: r["district_value"] for r in small}
-        right.plot(sorted(district), [district[y] for y in sorted(district)], "--", color="#c00000",
-                   label="Kredsens gennemsnit")
-        for name in sorted({r["municipality"] for r in small}):
-            points = [r for r in small if r["municipality"] == name]
-            right.plot([p["year"] for p in points], [p["value"] for p in points], "o-", label=name)
-        right.set_title("De mindre kommuner (gns. min)", fontsize=9)
-        right.set_xticks(sorted(district))
-        right.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
-        out["goals"] = _svg(fig)
-    return out
 
 
 def render(release_file: Path, year: int | None = None) -> str:

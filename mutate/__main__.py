@@ -1,0 +1,202 @@
+"""`make mutate`: plant each mutant (mutate/mutants.py) in a scratch copy of the project and run the
+fast tier of tests (`make test-fast`) against it; a mutant no test fails survives, and is listed
+with its file, line and mutation. Known equivalent mutants (the same behaviour, reviewed) are
+listed once, with a reason each, in mutate/equivalent.toml.
+
+    python -m mutate                      # every mutant; prints the score per folder
+    python -m mutate --only sql/kpi       # the mutants of some files or folders
+    python -m mutate --list               # the mutants, without running anything
+
+The copies live in a temporary folder; the project itself is never written. Each copy runs one
+mutant at a time (--jobs copies at once); a mutant's tests stop at the first failure (-x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from mutate.mutants import ROOT, Mutant, all_mutants, sql_files
+
+EQUIVALENT = Path(__file__).resolve().parent / "equivalent.toml"
+OUT = ROOT / "bench" / "out"
+FAST = ["-m", "fast"]  # the fast tier: tests marked `fast` (tests/conftest.py says which)
+
+
+def equivalents() -> dict[str, str]:
+    with open(EQUIVALENT, "rb") as fh:
+        return {e["mutant"]: e["reason"] for e in tomllib.load(fh).get("equivalent", [])}
+
+
+def project_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    return [f for f in out.splitlines() if (ROOT / f).is_file()]
+
+
+def scratch_copy(target: Path, files: list[str]) -> Path:
+    for rel in files:
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target / rel)
+    return target
+
+
+def run_tests(copy: Path, test_files: list[str], timeout: float) -> tuple[str, float, str]:
+    """killed / survived / timeout, seconds, and the first failing test's id."""
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--no-header",
+                               "-rf", *FAST, *test_files], cwd=copy, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.perf_counter() - started, ""
+    seconds = time.perf_counter() - started
+    if proc.returncode == 0:
+        return "survived", seconds, ""
+    failed = next((line.split(" ", 2)[1] for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))),
+                  proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "")
+    return ("killed" if proc.returncode in (1, 2) else f"error {proc.returncode}"), seconds, failed
+
+
+def ordered_tests(mutant: Mutant, tests: list[str], copy: Path) -> list[str]:
+    """Test files that name the mutated model or module first: most mutants die in the first file."""
+    stem = Path(mutant.file).stem
+    return sorted(tests, key=lambda t: stem not in (copy / t).read_text(encoding="utf-8"))
+
+
+def roundtrip(copy: Path) -> None:
+    """Every mutated file written back unmutated, the way mutants are written (sqlglot, ast): the
+    tier must pass on it, or a mutant could be 'killed' by the rewriting alone."""
+    import ast
+
+    import sqlglot
+
+    for path in sql_files(copy):
+        tree = sqlglot.parse_one(path.read_text(encoding="utf-8"), read="duckdb")
+        path.write_text(tree.sql(dialect="duckdb", pretty=True) + "\n", encoding="utf-8")
+    from mutate.mutants import PYTHON_FILES
+
+    for rel in PYTHON_FILES:
+        path = copy / rel
+        path.write_text(ast.unparse(ast.parse(path.read_text(encoding="utf-8"))) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mutate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", default=[], help="files or folders to mutate (default: all listed in "
+                        "mutate/mutants.py)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="copies run at once (default: cores)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds a mutant's tests may take")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--include-equivalent", action="store_true", help="run the known equivalent mutants too")
+    args = parser.parse_args(argv)
+
+    mutants = all_mutants(only=tuple(args.only))
+    known = equivalents()
+    names = {m.name for m in all_mutants()}
+    stale = sorted(set(known) - names)
+    if args.list:
+        for m in mutants:
+            print(f"{m.file}:{m.line}  {m.operator:26} {m.before} -> {m.after}"
+                  + ("   [equivalent]" if m.name in known else ""))
+        print(f"{len(mutants)} mutants")
+        return 0
+    todo = [m for m in mutants if args.include_equivalent or m.name not in known]
+    tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py"))
+
+    workdir = Path(tempfile.mkdtemp(prefix="politikpi-mutate-"))
+    files = project_files()
+    jobs = max(1, min(args.jobs, len(todo) or 1))
+    copies = [scratch_copy(workdir / f"copy{i}", files) for i in range(jobs)]
+    print(f"{len(mutants)} mutants ({len(mutants) - len(todo)} known equivalent, not run); {jobs} copies in {workdir}")
+
+    check = scratch_copy(workdir / "roundtrip", files)
+    roundtrip(check)
+    status, seconds, failed = run_tests(check, tests, args.timeout)
+    print(f"fast tier, unmutated (files rewritten by sqlglot/ast): {status} in {seconds:.1f} s")
+    if status != "survived":
+        print(f"the fast tier fails without a mutant ({failed}): fix that first", file=sys.stderr)
+        return 2
+    shutil.rmtree(check)
+
+    free = list(copies)
+    lock = threading.Lock()
+    results: list[dict] = []
+
+    def one(mutant: Mutant) -> dict:
+        with lock:
+            copy = free.pop()
+        try:
+            path = copy / mutant.file
+            original = path.read_text(encoding="utf-8")
+            path.write_text(mutant.text, encoding="utf-8")
+            try:
+                status, seconds, failed = run_tests(copy, ordered_tests(mutant, tests, copy), args.timeout)
+            finally:
+                path.write_text(original, encoding="utf-8")
+        finally:
+            with lock:
+                free.append(copy)
+        result = {"name": mutant.name, "file": mutant.file, "line": mutant.line, "operator": mutant.operator,
+                  "status": status, "seconds": round(seconds, 1), "killed_by": failed}
+        with lock:
+            results.append(result)
+            print(f"[{len(results):4}/{len(todo)}] {status:8} {seconds:6.1f} s  {mutant.file}:{mutant.line}  "
+                  f"{mutant.before} -> {mutant.after}", flush=True)
+        return result
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, todo))
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    by_folder: dict[str, Counter] = defaultdict(Counter)
+    for m in mutants:
+        folder = str(Path(m.file).parent) if m.file.startswith("sql/") else m.file
+        by_folder[folder]["mutants"] += 1
+        by_folder[folder]["equivalent"] += m.name in known and not args.include_equivalent
+    for r in results:
+        folder = str(Path(r["file"]).parent) if r["file"].startswith("sql/") else r["file"]
+        by_folder[folder]["survived" if r["status"] == "survived" else "killed"] += 1
+    print("\n| mutated | mutants | killed | equivalent | survived | score |\n|---|---:|---:|---:|---:|---:|")
+    total = Counter()
+    for folder in sorted(by_folder):
+        c = by_folder[folder]
+        total.update(c)
+        print(f"| {folder} | {c['mutants']} | {c['killed']} | {c['equivalent']} | {c['survived']} | {score(c)} |")
+    print(f"| all | {total['mutants']} | {total['killed']} | {total['equivalent']} | {total['survived']} | "
+          f"{score(total)} |")
+    survivors = sorted((r for r in results if r["status"] == "survived"), key=lambda r: (r["file"], r["line"]))
+    if survivors:
+        print(f"\n{len(survivors)} survivors (no fast test fails; pin the rule, or list it in "
+              f"{EQUIVALENT.relative_to(ROOT)} with the reason it is equivalent):")
+        for r in survivors:
+            print(f"  {r['file']}:{r['line']}  {r['operator']}: {r['name'].split(': ', 1)[1]}")
+    if stale:
+        print(f"\n{len(stale)} entries of {EQUIVALENT.relative_to(ROOT)} match no mutant any more: {stale}")
+    print(f"\n{len(results)} mutants run in {time.perf_counter() - started:.0f} s ({jobs} at once)")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "mutate.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 1 if survivors or stale else 0
+
+
+def score(c: Counter) -> str:
+    run = c["mutants"] - c["equivalent"]
+    return f"{100 * c['killed'] / run:.1f} %" if run else "-"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
