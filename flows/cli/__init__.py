@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from flows.cli import country, results, run, warehouse
+from flows.cli import country, docs, results, run, warehouse
 from flows.cli.common import EXIT_BUSY, EXIT_ERROR, err
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
 
 for command in (run.sample, run.refresh, results.overview, results.quarantine, warehouse.releases, warehouse.rollback,
                 warehouse.verify, warehouse.repair, warehouse.unpin, warehouse.diff, country.national, country.deploy,
-                results.report, results.export, run.serve):
+                results.report, results.export, run.serve, docs.docs):
     app.command()(command)
 
 
