@@ -7,7 +7,7 @@ LANDING ?= $(or $(POLITIKPI_LANDING),data/landing)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test test-fast mutate lint bench drill fleet-drill chaos soak serve clean clean-data chromium
+.PHONY: venv run test test-fast mutate lint docs bench drill fleet-drill chaos soak serve clean clean-data chromium
 
 # uv installs the locked set (constraints.txt) in seconds where pip takes half a minute; if uv
 # cannot reach the registry (an index only pip is configured for), pip does it. uv compiles the
@@ -57,6 +57,10 @@ chromium:
 
 lint: venv
 	$(BIN)/ruff check flows schemas sample tests bench mutate
+
+## make docs: the table reference in docs/kpis.md, generated from the models' .toml files
+docs: venv
+	$(BIN)/politikpi docs
 
 ## make bench: the benchmarks (figures printed as tables); chaos and soak for the guarantees
 bench: venv

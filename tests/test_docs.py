@@ -1,7 +1,8 @@
 """The README and docs/ cannot drift from the code (as datasette tests its documentation).
 
-Every `politikpi` command has a row in the README's command table naming each of its options,
-and the table names no other command or option; every POLITIKPI_ setting the code reads has a
+docs/kpis.md's table reference is what the models' .toml files generate (`make docs`). Every
+`politikpi` command has a row in the README's command table naming each of its options, and the
+table names no other command or option; every POLITIKPI_ setting the code reads has a
 row in the README's settings table, and the README names no other; README.md and docs/ refer to
 nothing outside the repository and every relative link resolves. Fast: no Prefect, no data.
 """
@@ -197,3 +198,40 @@ def test_only_the_flow_modules_import_prefect_and_schemas_import_no_pipeline():
     schemas = [p.name for p in (ROOT / "schemas").glob("*.py")
                if re.search(r"^\s*(from flows[\s.]|import flows)", p.read_text(encoding="utf-8"), re.M)]
     assert schemas == [], schemas
+
+
+def test_the_committed_kpi_reference_is_what_the_models_generate():
+    """docs/kpis.md's generated blocks equal what `make docs` writes from the .toml files (as dbt docs)."""
+    from flows.transform.docs import KPIS_MD, render
+
+    committed = KPIS_MD.read_text(encoding="utf-8")
+    assert render(committed) == committed, (
+        "docs/kpis.md differs from what the models' .toml files generate: run `make docs` and commit it")
+
+
+def test_every_published_table_and_column_is_in_the_kpi_reference():
+    """Guards the check above: each model has its block, naming every column of its .toml."""
+    from flows.transform.docs import KPIS_MD, models, toml_path
+
+    text = KPIS_MD.read_text(encoding="utf-8")
+    metas = models()
+    assert {"kpi_reports", "fct_callouts", "dim_municipality", "kpi_district_comparison"} <= set(metas)
+    for meta in metas.values():
+        opening = f"<!-- generated from {toml_path(meta)}: edit the .toml, then make docs -->"
+        assert text.count(opening) == 1, f"docs/kpis.md has no (or more than one) block for {meta.name}"
+        body = text.split(opening, 1)[1].split("<!-- end generated -->", 1)[0]
+        missing = [c for c in meta.columns if f"| `{c}`" not in body]
+        assert not missing, f"docs/kpis.md's block of {meta.name} lacks the columns {missing}"
+
+
+def test_docs_check_names_the_file_that_drifted(tmp_path):
+    """`politikpi docs --check` exits 1 naming the file when it differs, 0 when it is current."""
+    from typer.testing import CliRunner
+
+    stale = tmp_path / "kpis.md"
+    stale.write_text("# stale\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["docs", "--check", "--out", str(stale)])
+    assert result.exit_code == 1 and str(stale) in result.output + str(result.stderr_bytes or b"", "utf-8")
+    assert stale.read_text(encoding="utf-8") == "# stale\n"
+    assert CliRunner().invoke(app, ["docs", "--out", str(stale)]).exit_code == 0
+    assert CliRunner().invoke(app, ["docs", "--check", "--out", str(stale)]).exit_code == 0
