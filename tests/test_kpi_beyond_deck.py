@@ -107,6 +107,32 @@ def test_dispatch_and_travel_medians_over_the_responses_with_a_dispatch_time(tmp
     assert rows[(None, None)] == [6, 3, minutes(120), minutes(700)]
 
 
+def test_dispatch_and_travel_medians_are_continuous_over_an_even_count(tmp_path):
+    con = build(tmp_path, callouts=[
+        callout("A", "2019-05-10T12:00:00Z", 600, dispatched=60),    # dispatch 60 s, travel 540 s
+        callout("B", "2019-05-10T12:00:00Z", 900, dispatched=120),   # 120, 780
+        callout("C", "2019-05-10T12:00:00Z", 1000, dispatched=300),  # 300, 700
+        callout("D", "2019-05-10T12:00:00Z", 1500, dispatched=500),  # 500, 1000
+    ])
+    got = con.execute("""select with_dispatch_time, dispatch_median_min, travel_median_min from kpi_response_times
+                         where period_grain = 'month' and municipality_code is null and cause is null""").fetchone()
+    # the mean of the middle two, not one of them: (120 + 300) / 2 and (700 + 780) / 2
+    assert got == (4, minutes(210), minutes(740))
+
+
+def test_year_over_year_response_median_and_p90_are_continuous_quantiles_of_the_year(tmp_path):
+    con = build(tmp_path, callouts=[callout(f"H{i}", f"2019-0{1 + i}-10T12:00:00Z", s, code=340)
+                                    for i, s in enumerate([300, 600, 900, 1800])] +
+                                   [callout("L", "2018-12-31T23:30:00Z", 1200, code=340)])  # 2019 locally
+    seconds = [300, 600, 900, 1200, 1800]
+    for code in (340, None):
+        assert yoy(con, "median_response_min")[(2019, code)][0] == minutes(900)
+        # position 0.9 * 4 = 3.6: 1,200 + 0.6 * (1,800 - 1,200) = 1,560 s
+        assert yoy(con, "p90_response_min")[(2019, code)][0] == pytest.approx(minutes(1560))
+        assert yoy(con, "mean_response_min")[(2019, code)][0] == pytest.approx(minutes(sum(seconds) / 5))
+    assert set(yoy(con, "median_response_min")) == {(2019, 340), (2019, None)}
+
+
 def test_response_times_keep_their_columns_in_order_and_add_the_new_ones_after(tmp_path):
     con = build(tmp_path, callouts=[callout("A", "2019-05-10T12:00:00Z", 600)])
     columns = [d[0] for d in con.execute("select * from kpi_response_times limit 0").description]
@@ -381,6 +407,29 @@ def test_goals_follow_the_three_smaller_municipalities_and_the_spread(tmp_path):
     spread = got[(2019, "shrink_spread", None)]
     assert (spread["value"], spread["prev_value"], spread["change"], spread["met"]) == (5.0, 12.0, -7.0, True)
     assert spread["municipality"] is None and spread["district_value"] is None and spread["gap_min"] is None
+
+
+def test_goals_take_the_median_of_an_even_number_of_municipalities_in_each_years_population(tmp_path, monkeypatch):
+    """Six municipalities: the median is the mean of the middle two, taken with each year's
+    population; a municipality on the median is not below it."""
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    source = Path(__file__).resolve().parent.parent / "reference"
+    six = [320, 330, 340, 360, 370, 376]
+    deck = [line for line in (source / "municipalities.csv").read_text(encoding="utf-8").splitlines()
+            if line.startswith("municipality_code") or int(line.split(",")[0]) in six]
+    (folder / "municipalities.csv").write_text("\n".join(deck) + "\n", encoding="utf-8")
+    population = {2018: [100, 200, 300, 400, 500, 600],   # median 350: 320, 330, 340 are smaller
+                  2019: [100, 200, 400, 400, 500, 600]}   # median 400: 340 and 360 sit on it
+    lines = ["municipality_code,year,population,source"]
+    lines += [f"{code},{year},{n},test" for year, ns in population.items() for code, n in zip(six, ns, strict=True)]
+    (folder / "population.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setenv("POLITIKPI_REFERENCE", str(folder))
+    con = build(tmp_path, callouts=[callout(f"{code}-{year}", f"{year}-05-10T12:00:00Z", 600, code=code)
+                                    for code in six for year in (2018, 2019, 2020)])
+    small = {(year, code) for year, goal, code in goals(con) if goal == "improve_small_municipality"}
+    # 2020 has no population figure: the nearest year held (2019) decides
+    assert small == {(2018, 320), (2018, 330), (2018, 340), (2019, 320), (2019, 330), (2020, 320), (2020, 330)}
 
 
 def test_a_spread_goal_without_a_spread_is_null_not_missing(tmp_path):
