@@ -196,3 +196,17 @@ def test_a_file_without_its_header_row_is_rejected_without_echoing_the_row(tmp_p
 def test_a_wrong_header_of_plain_column_names_is_shown(tmp_path):
     with pytest.raises(readers.Rejected, match="found sagsnr;tid;kommune"):
         read(write(tmp_path / "r.csv", "sagsnr;tid;kommune\n1;2;3\n"))
+
+
+def test_a_long_broken_line_that_cannot_be_found_again_rejects_the_file_not_a_wrong_hash(tmp_path):
+    """A broken line over the 10,000 bytes DuckDB's reject table keeps is measured from the file itself,
+    found by its line number. DuckDB also breaks lines at a lone CR, which that search does not: such a
+    file is rejected whole rather than quarantining the line with the length and hash of its first
+    10,000 bytes. (A short broken line is measured from DuckDB's text, which holds all of it.)"""
+    lines = [HEADER.rstrip("\n"), ROW.format(n=1, offence="Tyveri", text="").rstrip("\n"), "a;" + "b" * 20_000]
+    with pytest.raises(readers.Rejected, match="could not be found again"):
+        read(write(tmp_path / "r.csv", "\r".join(lines) + "\r"))
+    parsed = read(write(tmp_path / "r.csv", "\r".join([*lines[:2], "a;b"]) + "\r"))
+    assert parsed.broken.select("line", "length").rows() == [(3, 3)]
+    parsed = read(write(tmp_path / "r.csv", "\n".join(lines) + "\n"))
+    assert parsed.broken.select("line", "length").rows() == [(3, 20_002)]

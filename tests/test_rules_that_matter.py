@@ -547,21 +547,79 @@ def test_hostile_landing_names_an_over_long_line_and_a_symlink_are_contained(tmp
             == (3,)
 
 
-@pytest.mark.xfail(strict=True, reason="DuckDB's reject table keeps the first 10,000 characters of a line: a longer "
-                                       "broken CSV line is quarantined with the prefix's length and sha256")
-def test_a_broken_line_keeps_its_own_length_and_hash_however_long(tmp_path):
-    header = ";".join(REPORT_HEADER)
-    too_few = "4100-66666-00001-19;" + "x" * 20_000  # wrong number of fields, under the 1 MiB limit
-    too_long = ("4100-66666-00002-19;05-01-2019 10:00:00;;370;Særlov;Knivloven;05-01-2019 10:00:00;"
-                + "y" * 1_100_000 + ";")  # nine fields, over the 1 MiB line limit
-    path = tmp_path / "reports" / "r.csv"
-    path.parent.mkdir()
-    path.write_text(f"{header}\n{too_few}\n{too_long}\n", encoding="utf-8")
+def _broken_lines_file(kind: str, eol: str) -> tuple[str, list[tuple[int, str, str]], list[int], list[str]]:
+    """A file of valid records between broken lines of many lengths: its text, the broken lines as
+    (line, reason, text), the lines of the valid records and their keys."""
+    parts: list[tuple[str, str | None]] = []  # (text, None for a record or the reason for a broken line)
+
+    def broken(head: str, size: int, tail: str = "") -> str:
+        """`size` bytes; past 10,000 bytes, with an ø across the 10,000th (DuckDB keeps 10,000 bytes)."""
+        fill = size - len((head + tail).encode())
+        if size > 10_001 + len(tail.encode()):
+            before = 9_999 - len(head.encode())
+            return head + "x" * before + "ø" + "x" * (fill - before - 2) + tail
+        return head + "x" * fill + tail
+
+    if kind == "csv":
+        parts.append((";".join(REPORT_HEADER), "header"))
+        valid = "4100-66666-{:05d}-19;05-01-2019 10:00:00;;370;Særlov;Knivloven;05-01-2019 10:00:00;;"
+        few, long = "wrong number of fields (too few)", "line too long"
+        lines = [(broken("4100-66666-00001-19;", n), few) for n in (9_999, 10_000, 10_001, 100_000, 1_000_000)]
+        lines.append((valid.format(2)[:-2] + ";" + "y" * 1_100_000 + ";", long))  # nine fields, over 1 MiB
+        # a quoted free text with line breaks before and after the 10,000 bytes DuckDB keeps; ten fields
+        lines.append((valid.format(3)[:-1] + '"' + "Hemmelig\n" * 3_000 + '";x;y', "wrong number of fields (too many)"))
+    else:
+        valid = '{{"haendelse_id": "{:05d}", "prioritet": 1, "aflyst": false, "kommunekode": 370}}'
+        bad, long = "not a valid JSON object", "line too long"
+        lines = [(broken('{"haendelse_id": "Ø", "note": "', n), bad)
+                 for n in (9_999, 10_000, 10_001, 100_000, 1_000_000)]
+        lines.append((broken('{"haendelse_id": "Ø", "note": "', 1_100_000, '"}'), long))  # over 1 MiB
+        lines.append((broken('{"haendelse_id": "Ø\x01", "note": "', 20_000, '"}'), bad))  # a DuckDB reject
+    for n, line in enumerate(lines):
+        parts += [(valid.format(10 + n), None), line]
+    parts.append((valid.format(99), None))
+    expect_broken, expect_lines, keys, number = [], [], [], 1
+    for text, reason in parts:
+        if reason is None:
+            expect_lines.append(number)
+            keys.append(text[:19] if kind == "csv" else text[18:23])
+        elif reason != "header":
+            expect_broken.append((number, reason, text))
+        number += text.count("\n") + 1
+    return eol.join(text for text, _ in parts) + eol, expect_broken, expect_lines, keys
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_a_broken_line_keeps_its_own_length_and_hash_however_long(tmp_path, kind, gz, eol):
+    """DuckDB's reject table keeps only the first 10,000 bytes of a line (after a CRLF, with the line
+    break before it): each broken line is quarantined with the length and sha256 of its own bytes
+    (without its line ending), whatever its length, and the rest of the file is kept with its line
+    numbers (a broken record's line breaks past those 10,000 bytes count too)."""
     from flows.ingest import readers
 
-    broken = readers.read_file(path, SOURCES["reports"], tmp_path).broken
-    assert broken.select("line", "length", "sha256").rows() == [
-        (n, len(text.encode()), hashlib.sha256(text.encode()).hexdigest()) for n, text in ((2, too_few), (3, too_long))]
+    text, expect_broken, expect_lines, keys = _broken_lines_file(kind, eol)
+    source = SOURCES["reports" if kind == "csv" else "dispatches"]
+    path = tmp_path / f"r.{kind}{'.gz' if gz else ''}"
+    data = text.encode("utf-8")
+    path.write_bytes(gzip.compress(data, compresslevel=1) if gz else data)
+
+    parsed = readers.read_file(path, source, tmp_path)
+    key = "journalnr" if kind == "csv" else "haendelse_id"
+    assert parsed.rows.select("line", key).rows() == list(zip(expect_lines, keys, strict=True))
+    assert parsed.broken.columns == ["line", "reason", "length", "sha256"]
+    got = parsed.broken.rows()
+    expected = [(n, reason, len(line.encode()), hashlib.sha256(line.encode()).hexdigest())
+                for n, reason, line in expect_broken]
+    assert [g[:3] for g in got] == [e[:3] for e in expected]  # lengths first: the clearer message
+    assert got == expected
+    assert min(length for _, _, length, _ in got) < 10_000 < max(length for _, _, length, _ in got)
+    # the same in a scan of several files (a clean one first)
+    clean = tmp_path / f"clean.{kind}"
+    clean.write_bytes(text.encode().split(eol.encode())[0] + eol.encode())  # the header; a record
+    together = readers.read_many([clean, path], source, tmp_path)[1]
+    assert together.rows.equals(parsed.rows) and together.broken.equals(parsed.broken)
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

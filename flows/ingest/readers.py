@@ -6,9 +6,11 @@ find the broken lines, of which only length and hash are ever kept (SPEC section
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import gzip
+import hashlib
 import io
 import itertools
 import os
@@ -28,6 +30,7 @@ import pyarrow as pa
 from flows.ingest.sources import Source
 
 CHUNK = 8 << 20
+KEPT_BYTES = 10_000  # DuckDB's reject table keeps at most this many bytes of a line (csv_line)
 _local = threading.local()
 _reads = itertools.count()
 
@@ -274,14 +277,125 @@ def _scan_csv(con: duckdb.DuckDBPyConnection, files: list[_Prepared], source: So
 
 
 def _rejects_many(con: duckdb.DuckDBPyConnection, rej: str, rej_scan: str, header: bool) -> pl.DataFrame:
-    """Rejected records per file: record slot, DuckDB's error type, and only length and hash of the text."""
+    """Rejected records per file: DuckDB's line number (records and blank lines, the header included),
+    record slot, DuckDB's error type, and only length, hash and line breaks of the text.
+
+    DuckDB's csv_line starts with the line break(s) before the record after a CRLF or a blank line
+    (trimmed here: a record never starts with one) and keeps at most KEPT_BYTES bytes: `cut` marks a
+    text that may be cut off, whose length, hash and line breaks _measure_cut then takes from the file,
+    checking the record it found against `head`, the text less its last 4 characters (a line over the
+    1 MiB limit cut inside a character was seen to end in a '.' that the file does not hold)."""
     return con.sql(f"""
-        select s.file_path as _file, e.line - {int(header)} as slot, min(e.error_type) as error_type,
-               any_value(strlen(e.csv_line)) as length, any_value(sha256(e.csv_line)) as sha256,
-               any_value(strlen(e.csv_line) - strlen(replace(e.csv_line, chr(10), ''))) as nl
-        from {rej} as e join {rej_scan} as s using (scan_id, file_id)
-        group by s.file_path, e.line order by s.file_path, e.line
+        with texts as (
+            select s.file_path as _file, e.line as dline, min(e.error_type) as error_type,
+                   any_value(e.csv_line) as raw
+            from {rej} as e join {rej_scan} as s using (scan_id, file_id)
+            group by s.file_path, e.line
+        ),
+        trimmed as (select *, ltrim(raw, chr(13) || chr(10)) as t, strlen(raw) >= {KEPT_BYTES} as cut from texts),
+        heads as (select *, case when cut then left(t, greatest(length(t) - 4, 0)) end as head from trimmed)
+        select _file, dline, dline - {int(header)} as slot, error_type,
+               strlen(t) as length, sha256(t) as sha256, strlen(t) - strlen(replace(t, chr(10), '')) as nl,
+               cut, strlen(head) as head_length, sha256(head) as head_sha256
+        from heads order by _file, dline
     """).pl()
+
+
+class _Digest:
+    """Length, sha256 and line breaks (LF) of one record fed in pieces, without its line ending (LF or
+    CRLF), plus the sha256 of its first `head` bytes (to check it is the record DuckDB rejected).
+    Only digests are kept, never the text."""
+
+    def __init__(self, head: int):
+        self.full, self.first, self.head = hashlib.sha256(), hashlib.sha256(), head
+        self.length = self.nl = 0
+        self.cr = False  # a CR held back: part of the text unless the record ends right after it
+
+    def feed(self, part: bytes) -> None:
+        if not part:
+            return
+        if self.cr:
+            self._take(b"\r")
+        self.cr = part[-1] == 13
+        self._take(part[:-1] if self.cr else part)
+
+    def _take(self, data: bytes) -> None:
+        if self.length < self.head:
+            self.first.update(data[: self.head - self.length])
+        self.full.update(data)
+        self.length += len(data)
+        self.nl += data.count(b"\n")
+
+    def done(self) -> tuple[int, str, int, str]:
+        return self.length, self.full.hexdigest(), self.nl, self.first.hexdigest()
+
+
+def _digest_records(data: Path, heads: dict[int, int], quoted: bool) -> dict[int, tuple[int, str, int, str]]:
+    """_Digest results of the records at DuckDB line numbers `heads` (line: bytes of its head to hash), in
+    one pass over the (decompressed) text that stops after the last of them. Records end at a line
+    break outside quotes (`"` only counted when quoted: a CSV with its quotes balanced, as checked
+    before); a blank line is a record of its own, as DuckDB counts lines."""
+    wanted = sorted(heads)
+    out: dict[int, tuple[int, str, int, str]] = {}
+    cur, odd = 1, False  # DuckDB line number of the record holding the next byte; inside quotes
+    rec = _Digest(heads[1]) if 1 in heads else None
+    with _open_bytes(data) as fh:
+        chunk = fh.read(CHUNK)
+        if chunk.startswith(codecs.BOM_UTF8):
+            chunk = chunk[len(codecs.BOM_UTF8):]
+        while chunk and cur <= wanted[-1]:
+            buf = np.frombuffer(chunk, dtype=np.uint8)
+            ends = np.flatnonzero(buf == 10)
+            if quoted:
+                quotes = np.flatnonzero(buf == 34)
+                if len(quotes):
+                    ends = ends[(np.searchsorted(quotes, ends) + odd) % 2 == 0]
+                    odd = (len(quotes) + odd) % 2 == 1
+                elif odd:
+                    ends = ends[:0]
+            n = len(ends)  # records cur .. cur + n - 1 end here; record cur + n goes on
+            for w in wanted[bisect.bisect_left(wanted, cur):bisect.bisect_right(wanted, cur + n)]:
+                i = w - cur
+                if i > 0:
+                    rec = _Digest(heads[w])
+                start = 0 if i == 0 else int(ends[i - 1]) + 1
+                if i < n:
+                    rec.feed(chunk[start:int(ends[i])])
+                    out[w], rec = rec.done(), None
+                else:
+                    rec.feed(chunk[start:])
+            cur += n
+            chunk = fh.read(CHUNK)
+    if rec is not None:  # the last record, without a line break after it
+        out[cur] = rec.done()
+    return out
+
+
+def _measure_cut(data: Path, rejects: pl.DataFrame, quoted: bool) -> pl.DataFrame:
+    """The true length, sha256 and line breaks of each rejected record whose text DuckDB cut off
+    (rare: only those are read again, in one pass over the file), found by its line number and
+    checked against the head DuckDB kept. A cut-off line that cannot be found is never quarantined
+    with the head's length and hash: the file is rejected whole instead."""
+    cut = rejects.filter(pl.col("cut"))
+    if not len(cut):
+        return rejects
+    heads = dict(zip(cut["dline"].to_list(), cut["head_length"].to_list(), strict=True))
+    found = _digest_records(data, heads, quoted)
+    fixed = {}
+    for line, head, head_sha in cut.select("dline", "head_length", "head_sha256").iter_rows():
+        length, sha256, nl, first = found.get(line, (0, "", 0, ""))
+        if length < head or first != head_sha:
+            raise Rejected(f"a broken line over {KEPT_BYTES:,} bytes (line {line} as DuckDB counts lines) could not "
+                           "be found again to measure its length and hash (are its line breaks LF or CRLF?)")
+        fixed[line] = (length, sha256, nl)
+    measured = [fixed.get(line) for line in rejects["dline"].to_list()]
+
+    def column(i: int, name: str, dtype) -> pl.Series:
+        return pl.Series(name, [m[i] if m else v for m, v in zip(measured, rejects[name].to_list(), strict=True)],
+                         dtype=dtype)
+
+    return rejects.with_columns(column(0, "length", pl.Int64), column(1, "sha256", pl.String),
+                                column(2, "nl", pl.Int64))
 
 
 def _split_by_file(rows: pl.DataFrame, files: list[_Prepared]) -> dict[str, pl.DataFrame] | None:
@@ -307,6 +421,7 @@ def _csv_result(prepared: _Prepared, rows: pl.DataFrame, rejects: pl.DataFrame, 
         raise Rejected(f"unclosed or stray quote in record {quote_errors['slot'][0]}")
     if prepared.open_quote:  # a quote never closed, yet DuckDB reported nothing: never keep a partial file
         raise Rejected("unclosed quote: the file holds an odd number of quote characters")
+    rejects = _measure_cut(prepared.data, rejects, quoted=True)
     valid_lines, reject_lines = _line_numbers(rows["_nl"].to_numpy(), rejects, first_line=2)
     rows = rows.with_columns(line=pl.Series(valid_lines, dtype=pl.Int64))
     broken = _broken(rejects, reject_lines, lambda t: CSV_REASONS.get(t, t.lower()))
@@ -427,6 +542,7 @@ def _scan_jsonl(con: duckdb.DuckDBPyConnection, files: list[_Prepared], source: 
 
 
 def _jsonl_result(prepared: _Prepared, rows: pl.DataFrame, rejects: pl.DataFrame, source: Source) -> Parsed:
+    rejects = _measure_cut(prepared.data, rejects, quoted=False)
     valid_lines, reject_lines = _line_numbers(np.zeros(len(rows), dtype=np.int64), rejects, first_line=1)
     rows = rows.with_columns(line=pl.Series(valid_lines, dtype=pl.Int64)).filter(~pl.col("blank"))
     not_json = rows.filter(~pl.col("is_object")).select(
