@@ -32,6 +32,8 @@ from mutate.mutants import ROOT, Mutant, all_mutants, sql_files
 EQUIVALENT = Path(__file__).resolve().parent / "equivalent.toml"
 OUT = ROOT / "bench" / "out"
 FAST = ["-m", "fast"]  # the fast tier: tests marked `fast` (tests/conftest.py says which)
+# What a test must use to run the SQL models: a build, or a helper of a file that does.
+SQL_READERS = ("build_release", "transform", "test_kpi_beyond_deck", "test_rules_that_matter", "national")
 
 
 def equivalents() -> dict[str, str]:
@@ -71,9 +73,27 @@ def run_tests(copy: Path, test_files: list[str], timeout: float) -> tuple[str, f
 
 
 def ordered_tests(mutant: Mutant, tests: list[str], copy: Path) -> list[str]:
-    """Test files that name the mutated model or module first: most mutants die in the first file."""
+    """The fast tier's files that can see the mutant (those reading sql/ for a model; those importing
+    the module for Python), the ones naming the mutated model or module first: most mutants die in
+    the first file."""
     stem = Path(mutant.file).stem
-    return sorted(tests, key=lambda t: stem not in (copy / t).read_text(encoding="utf-8"))
+    module = mutant.file.removesuffix(".py").replace("/", ".")
+    texts = {t: (copy / t).read_text(encoding="utf-8") for t in tests}
+    if mutant.file.startswith("sql/"):
+        reach = [t for t in tests if any(word in texts[t] for word in SQL_READERS)]
+    else:
+        reach = [t for t in tests if module.rsplit(".", 1)[0] in texts[t] or stem in texts[t]] or tests
+    return sorted(reach, key=lambda t: stem not in texts[t])
+
+
+def fast_files() -> list[str]:
+    """The test files of the fast tier (FAST_FILES in tests/conftest.py, which marks their tests)."""
+    import ast
+
+    tree = ast.parse((ROOT / "tests" / "conftest.py").read_text(encoding="utf-8"))
+    names = next(ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "FAST_FILES")
+    return sorted(f"tests/{name}" for name in names if (ROOT / "tests" / name).exists())
 
 
 def roundtrip(copy: Path) -> None:
@@ -115,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(mutants)} mutants")
         return 0
     todo = [m for m in mutants if args.include_equivalent or m.name not in known]
-    tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py"))
+    tests = fast_files()
 
     workdir = Path(tempfile.mkdtemp(prefix="politikpi-mutate-"))
     files = project_files()
@@ -133,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(check)
 
     free = list(copies)
+    killers: dict[str, list[str]] = defaultdict(list)
     lock = threading.Lock()
     results: list[dict] = []
 
@@ -144,7 +165,13 @@ def main(argv: list[str] | None = None) -> int:
             original = path.read_text(encoding="utf-8")
             path.write_text(mutant.text, encoding="utf-8")
             try:
-                status, seconds, failed = run_tests(copy, ordered_tests(mutant, tests, copy), args.timeout)
+                # tests that killed earlier mutants of this file first: most mutants die there
+                with lock:
+                    first = list(dict.fromkeys(killers[mutant.file]))[-5:]
+                status, seconds, failed = run_tests(copy, first, args.timeout) if first else ("survived", 0.0, "")
+                if status == "survived":
+                    status, more, failed = run_tests(copy, ordered_tests(mutant, tests, copy), args.timeout)
+                    seconds += more
             finally:
                 path.write_text(original, encoding="utf-8")
         finally:
@@ -153,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         result = {"name": mutant.name, "file": mutant.file, "line": mutant.line, "operator": mutant.operator,
                   "status": status, "seconds": round(seconds, 1), "killed_by": failed}
         with lock:
+            if "::" in failed:
+                killers[mutant.file].append(failed)
             results.append(result)
             print(f"[{len(results):4}/{len(todo)}] {status:8} {seconds:6.1f} s  {mutant.file}:{mutant.line}  "
                   f"{mutant.before} -> {mutant.after}", flush=True)
