@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mutate.mutants import ROOT, Mutant, all_mutants, sql_files
+from mutate.mutants import ROOT, Mutant, all_mutants, sql_files, sql_text
 
 EQUIVALENT = Path(__file__).resolve().parent / "equivalent.toml"
 OUT = ROOT / "bench" / "out"
@@ -104,8 +104,8 @@ def roundtrip(copy: Path) -> None:
     import sqlglot
 
     for path in sql_files(copy):
-        tree = sqlglot.parse_one(path.read_text(encoding="utf-8"), read="duckdb")
-        path.write_text(tree.sql(dialect="duckdb", pretty=True) + "\n", encoding="utf-8")
+        trees = [t for t in sqlglot.parse(path.read_text(encoding="utf-8"), read="duckdb") if t is not None]
+        path.write_text(sql_text(trees), encoding="utf-8")
     from mutate.mutants import PYTHON_FILES
 
     for rel in PYTHON_FILES:

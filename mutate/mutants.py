@@ -21,7 +21,7 @@ from sqlglot import exp
 ROOT = Path(__file__).resolve().parent.parent
 
 # What the run mutates (issue 24): every KPI rule in SQL, the input rules, disclosure, the threshold.
-SQL_FOLDERS = ("sql/staging", "sql/intermediate", "sql/marts", "sql/kpi", "sql/national")
+SQL_FOLDERS = ("sql/macros", "sql/staging", "sql/intermediate", "sql/marts", "sql/kpi", "sql/national")
 PYTHON_FILES = ("schemas/common.py", "schemas/reports.py", "schemas/dispatches.py", "schemas/outreach.py",
                 "schemas/ambassadors.py", "flows/release/disclosure.py", "flows/ingest/threshold.py",
                 "flows/config.py")
@@ -110,27 +110,33 @@ def _short(node: exp.Expression) -> str:
     return text if len(text) <= 70 else text[:67] + "..."
 
 
+def sql_text(trees: list[exp.Expression]) -> str:
+    """Statements written back in DuckDB's dialect (a model is one; sql/macros/ files hold several)."""
+    text = ";\n\n".join(tree.sql(dialect="duckdb", pretty=True) for tree in trees)
+    return text + ("\n" if len(trees) == 1 else ";\n")
+
+
 def sql_mutants(path: Path, root: Path = ROOT) -> Iterator[Mutant]:
-    """Every mutant of one SQL model, in the order of its tree."""
-    tree = sqlglot.parse_one(path.read_text(encoding="utf-8"), read="duckdb")
+    """Every mutant of one SQL file, in the order of its trees."""
+    trees = [t for t in sqlglot.parse(path.read_text(encoding="utf-8"), read="duckdb") if t is not None]
     rel = str(path.relative_to(root))
     seen: Counter = Counter()
     last_line = 1
-    for index, node in enumerate(tree.walk()):
-        last_line = _line(node, last_line)
-        for operator, change in _sql_variants(node):
-            mutated = tree.copy()
-            target = list(mutated.walk())[index]
-            before = _short(target)
-            replacement = change(target)
-            if replacement is not target:
-                target.replace(replacement)
-            after = _short(replacement)
-            if after == before:
-                continue
-            seen[(before, after)] += 1
-            yield Mutant(rel, last_line, operator, before, after, seen[(before, after)],
-                         mutated.sql(dialect="duckdb", pretty=True) + "\n")
+    for which, tree in enumerate(trees):
+        for index, node in enumerate(tree.walk()):
+            last_line = _line(node, last_line)
+            for operator, change in _sql_variants(node):
+                mutated = [t.copy() for t in trees]
+                target = list(mutated[which].walk())[index]
+                before = _short(target)
+                replacement = change(target)
+                if replacement is not target:
+                    target.replace(replacement)
+                after = _short(replacement)
+                if after == before:
+                    continue
+                seen[(before, after)] += 1
+                yield Mutant(rel, last_line, operator, before, after, seen[(before, after)], sql_text(mutated))
 
 
 def sql_files(root: Path = ROOT, folders=SQL_FOLDERS) -> list[Path]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 
 from flows.transform.models import load as load_metadata
-from flows.transform.runner import SQL_DIR, ModelError, discover, finish, order
+from flows.transform.runner import SQL_DIR, ModelError, create_macros, discover, finish, order
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ def patch(con: duckdb.DuckDBPyConnection, changed: list[str], root: Path = SQL_D
     unknown = set(patches) - {m.name for m in models.values() if not m.temporary}
     if unknown:
         raise ModelError(f"{root}: [incremental] on a model that is not published: {', '.join(sorted(unknown))}")
+    create_macros(con, root)
     con.execute("create or replace temp table _changed_files as select unnest(?::varchar[]) as identity", [changed])
     filters = {}
     for name, p in facts.items():

@@ -20,7 +20,7 @@ from sqlglot import exp
 from flows.transform.models import SQL_DIR
 from flows.transform.models import load as load_metadata
 
-NOT_MODELS = ("audit", "previous")  # folders of sql/ whose queries build no table of the release
+NOT_MODELS = ("audit", "previous", "macros")  # folders of sql/ whose queries build no table of the release
 NATIONAL = "national"  # models of the national release only (SPEC 8.4); a district build skips them
 
 
@@ -87,8 +87,21 @@ def order(models: dict[str, Model]) -> list[Model]:
         raise ModelError(f"dependency cycle: {cycle}") from None
 
 
-def run(con: duckdb.DuckDBPyConnection, models: list[Model], progress=None) -> None:
-    """Materialise each model in order; stop at the first error with the file path."""
+def create_macros(con: duckdb.DuckDBPyConnection, root: Path = SQL_DIR) -> None:
+    """The macros of sql/macros/ (temporary: on this connection only), which models may call."""
+    for path in sorted((root / "macros").glob("*.sql")):
+        for statement in sqlglot.parse(path.read_text(encoding="utf-8"), read="duckdb"):
+            if statement is None:
+                continue
+            try:
+                con.execute(statement.sql(dialect="duckdb"))
+            except duckdb.Error as err:
+                raise ModelError(f"{path}: {err}") from None
+
+
+def run(con: duckdb.DuckDBPyConnection, models: list[Model], progress=None, root: Path = SQL_DIR) -> None:
+    """Create the macros, then materialise each model in order; stop at the first error with the file path."""
+    create_macros(con, root)
     for model in models:
         body = model.sql.strip().rstrip(";")
         try:
@@ -130,7 +143,7 @@ def sql_literal(text: str) -> str:
 def build(con: duckdb.DuckDBPyConnection, root: Path = SQL_DIR, progress=None) -> list[str]:
     """Run every model and comment the published ones; returns the published table names."""
     models = discover(root)
-    run(con, order(models), progress)
+    run(con, order(models), progress, root)
     return finish(con, models, root)
 
 

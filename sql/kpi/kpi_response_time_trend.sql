@@ -72,9 +72,9 @@ window_stats as (
         municipality_code,
         cause,
         count(*) as responses,
-        avg(response_seconds) / 60 as mean_min,
-        quantile_cont(response_seconds, 0.5) / 60 as median_min,
-        quantile_cont(response_seconds, 0.9) / 60 as p90_min,
+        mean_min(response_seconds) as mean_min,
+        quantile_min(response_seconds, 0.5) as median_min,
+        quantile_min(response_seconds, 0.9) as p90_min,
         -- stddev_samp from exact integer sums: a float sum's order varies with DuckDB's threads, and
         -- a re-run must give bit-identical results
         case when count(*) > 1 then sqrt((count(*)::hugeint * sum(response_seconds::hugeint * response_seconds)

@@ -49,11 +49,11 @@ aggregated as (
         district_code,
         cause,
         count(*) as responses,
-        avg(response_seconds) / 60 as mean_min,
-        quantile_cont(response_seconds, 0.5) / 60 as median_min,
-        quantile_cont(response_seconds, 0.9) / 60 as p90_min,
-        count(*) filter (where response_seconds <= 600) / count(*)::double as share_within_10_min,
-        count(*) filter (where response_seconds <= 1200) / count(*)::double as share_within_20_min
+        mean_min(response_seconds) as mean_min,
+        quantile_min(response_seconds, 0.5) as median_min,
+        quantile_min(response_seconds, 0.9) as p90_min,
+        share_within(response_seconds, 600) as share_within_10_min,
+        share_within(response_seconds, 1200) as share_within_20_min
     from by_period
     group by grouping sets (
         (period_grain, period_start, district_code, cause),
