@@ -23,9 +23,9 @@ event_years as (
 ),
 
 final as (
+    -- over no events min(year) is NULL and the range unnests to no rows: no year
     select unnest(range(min(year), max(year) + 1)) as year
     from event_years
-    having count(*) > 0
 )
 
 select * from final
