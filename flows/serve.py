@@ -4,6 +4,7 @@ flows/refresh.py, the only modules that use Prefect's API."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -25,21 +26,63 @@ def _flush_prefect_clients(timeout: float = 5) -> None:
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM (or SIGHUP): stop like Ctrl-C does."""
+    """A second SIGINT/SIGTERM/SIGHUP (or the first, when serve checks for it): stop like Ctrl-C does."""
+
+
+class _StopRequest:
+    """The first stopping signal, kept until serve can act on it where it is safe to.
+
+    A signal handler that raises lands wherever the main thread is: inside pydantic building a
+    validator it came out as `SchemaError` (serve failed with exit code 1), inside a weakref callback
+    Python drops it. So the first SIGINT/SIGTERM/SIGHUP only records itself; serve checks `stop_now()`
+    between its steps (the server's start, the deployment's registration) and, once Prefect's runner
+    has started, asks it to stop gracefully from its own event loop. A second signal raises at once."""
+
+    def __init__(self):
+        self.name: str | None = None  # the first stopping signal's name, e.g. 'SIGTERM'
+        self.runner = None  # Prefect's runner, once serve starts it
+        self.loop = None  # the runner's event loop, once it runs
+        self.asked = False  # the runner was asked to stop
+        self.stopping = None  # its astop() task
+
+    def signalled(self, signum: int) -> None:
+        """The signal handler's part (main thread): record the first, raise on the second."""
+        name = signal.Signals(signum).name
+        if self.name is not None:
+            raise _Terminated(name)
+        self.name = name
+        if self.loop is not None:  # the runner's loop acts on it (not in this handler: it may interrupt the loop)
+            with suppress(RuntimeError):  # its loop closed: the runner has stopped already
+                self.loop.call_soon_threadsafe(self.hand_over)
+
+    def stop_now(self) -> None:
+        """Raise `_Terminated` when a stopping signal came (a safe point: nothing half done)."""
+        if self.name is not None:
+            raise _Terminated(self.name)
+
+    def hand_over(self) -> None:
+        """In the runner's loop: ask a started runner to stop, once (it cancels its polling; `start` returns)."""
+        runner = self.runner
+        if self.name is not None and not self.asked and runner is not None and runner.started:
+            self.asked = True
+            runner.stopping = True
+            self.stopping = asyncio.ensure_future(runner.astop())  # held: the loop keeps only a weak reference
 
 
 @contextmanager
 def _stop_on_signals():
     """SIGINT and SIGTERM stop `serve` cleanly, also in a background job (where SIGINT starts ignored).
 
-    SIGINT gets Python's own handler back (asyncio and Prefect's runner then shut down gracefully);
-    SIGTERM and an unignored SIGHUP raise `_Terminated` until Prefect's runner installs its own
-    graceful SIGTERM handler. Every way out goes through the server's `finally`."""
+    Yields the `_StopRequest` the handlers fill: the first SIGINT, SIGTERM or unignored SIGHUP is
+    recorded and acted on by serve at a safe point; a second raises `_Terminated` wherever serve is.
+    Every way out goes through the server's `finally`."""
+    stop = _StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
-    def terminated(signum, frame):
-        raise _Terminated(signal.Signals(signum).name)
+
+    def requested(signum, frame):
+        stop.signalled(signum)
 
     left = threading.Event()  # set once serve has left this block: no signal is sent again after that
 
@@ -50,11 +93,10 @@ def _stop_on_signals():
     def unraisable(info) -> None:
         """A signal's exception raised while Python runs a weakref callback or a __del__ is dropped
         ("Exception ignored in ..."), and serve would go on: deliver the signal again, from a timer
-        so that it lands outside that callback (SIGTERM, SIGHUP, or SIGINT's KeyboardInterrupt)."""
+        so that it lands outside that callback."""
         exc = info.exc_value
-        if isinstance(exc, KeyboardInterrupt):
-            signum = getattr(signal, exc.args[0]) if isinstance(exc, _Terminated) else signal.SIGINT
-            timer = threading.Timer(0.1, send_again, (signum,))
+        if isinstance(exc, _Terminated):
+            timer = threading.Timer(0.1, send_again, (getattr(signal, exc.args[0]),))
             timer.daemon = True
             timer.start()
         else:
@@ -63,17 +105,41 @@ def _stop_on_signals():
     names = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
     before = {name: signal.getsignal(name) for name in names}
     hook_before, sys.unraisablehook = sys.unraisablehook, unraisable
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, terminated)
+    signal.signal(signal.SIGINT, requested)
+    signal.signal(signal.SIGTERM, requested)
     if hasattr(signal, "SIGHUP") and before[signal.SIGHUP] == signal.SIG_DFL:
-        signal.signal(signal.SIGHUP, terminated)
+        signal.signal(signal.SIGHUP, requested)
     try:
-        yield
+        yield stop
     finally:
         left.set()
         for name, handler in before.items():
             signal.signal(name, handler if handler is not None else signal.SIG_DFL)
         sys.unraisablehook = hook_before
+
+
+def _serving_runner(stop: _StopRequest, announce, **options):
+    """Prefect's Runner, made to take its stop from `stop` and to `announce()` once it has started.
+
+    Runner.start installs its own SIGTERM handler (sys.exit(0) wherever the main thread is, before
+    it has started): ours stays in charge. Asyncio leaves SIGINT to us (ours is not Python's default)."""
+    from prefect.runner import Runner
+
+    class ServingRunner(Runner):
+        def handle_sigterm(self, signum=signal.SIGTERM, frame=None, *args, **kwargs) -> None:
+            stop.signalled(signum)
+
+        async def __aenter__(self):
+            stop.loop = asyncio.get_running_loop()
+            entered = await super().__aenter__()  # started: polling begins right after this returns
+            if stop.name is not None:
+                stop.hand_over()  # a signal came while it started
+            else:
+                announce()
+            return entered
+
+    stop.runner = ServingRunner(**options)
+    return stop.runner
 
 
 def check_schedule(landing: Path, cron: str, timezone: str) -> None:
@@ -105,10 +171,11 @@ def serve_nightly(landing: Path, state: Path, warehouse: Path, cron: str, timezo
 
     Returns when stopped by SIGINT or SIGTERM, after stopping the server it started."""
     check_schedule(landing, cron, timezone)
-    with _stop_on_signals():
+    with _stop_on_signals() as stop:
         try:
             log = server_log(state, port)
-            with running_server(port, log=log) if start_server else nullcontext(None) as server:
+            with running_server(port, log=log, check=stop.stop_now) if start_server else nullcontext(None) as server:
+                stop.stop_now()
                 from prefect.schedules import Cron
                 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -125,23 +192,29 @@ def serve_nightly(landing: Path, state: Path, warehouse: Path, cron: str, timezo
                     if not where:  # Prefect would serve on a temporary server that never schedules anything
                         raise ServeError("--no-server needs a running Prefect server: set PREFECT_API_URL "
                                          "(e.g. http://127.0.0.1:4200/api), or let serve start one")
-                say(f"serving refresh/nightly ({cron}, {timezone}) on {where}; Ctrl-C or SIGTERM stops")
+                stop.stop_now()
+
+                def announce() -> None:  # registered, and the runner started with our handlers in charge
+                    say(f"serving refresh/nightly ({cron}, {timezone}) on {where}; Ctrl-C or SIGTERM stops")
+
                 with temporary_settings({PREFECT_API_URL: server.api_url}) if server else nullcontext():
-                    try:
-                        refresh_flow.serve(
-                            name="nightly", schedules=[Cron(cron, timezone=timezone)], global_limit=1,
+                    try:  # what refresh_flow.serve(...) does, with our runner
+                        runner = _serving_runner(stop, announce, name="nightly", pause_on_shutdown=True)
+                        runner.add_flow(
+                            refresh_flow, name="nightly", schedules=[Cron(cron, timezone=timezone)],
+                            concurrency_limit=1,
                             parameters={"landing": str(landing.resolve()), "state_dir": str(state.resolve()),
                                         "warehouse": str(warehouse.resolve()), "district": district},
-                            description="Nightly politikpi refresh", print_starting_message=False)
+                            description="Nightly politikpi refresh")
+                        stop.stop_now()
+                        try:
+                            asyncio.run(runner.start(webserver=False))
+                        finally:
+                            stop.loop = None
                     finally:
                         if server:
                             _flush_prefect_clients()
-        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM before Prefect's runner took it over
+        except KeyboardInterrupt as exc:  # _Terminated: a signal before the runner started, or a second one
             say(f"stopped ({exc.args[0] if exc.args else 'SIGINT'})")
             return
-        except SystemExit as exc:  # SIGTERM while Prefect's runner starts: its handler calls sys.exit(0)
-            if exc.code not in (0, None):
-                raise
-            say("stopped (SIGTERM)")
-            return
-    say("stopped")
+    say(f"stopped ({stop.name})" if stop.name else "stopped")

@@ -160,8 +160,10 @@ class Server:
 
 @contextmanager
 def running_server(port: int = 4200, home: Path | None = None, log: Path | None = None,
-                   timeout: float = 120):
+                   timeout: float = 120, check=None):
     """`prefect server start --host 127.0.0.1` with the UI; yields a `Server` once it is healthy and ours.
+
+    `check()`, called while it waits for the server, may raise to stop waiting (the server is stopped).
 
     Raises ServeError (one line naming the log) when the port is taken, the server exits early,
     someone else answers on the port, or it is not healthy within `timeout` s."""
@@ -199,6 +201,8 @@ def running_server(port: int = 4200, home: Path | None = None, log: Path | None 
             out.write(f"# server pid {proc.pid}\n".encode())
         deadline = time.monotonic() + timeout
         while True:
+            if check is not None:
+                check()
             code = proc.poll()
             if code is not None:
                 last = _last_error(log)
