@@ -20,8 +20,9 @@ def build(tmp_path: Path, reports=(), callouts=(), outreach=(), ambassadors=(), 
             for row in rows:
                 cols = ", ".join(row)
                 con.execute(f"insert into {table} ({cols}) values ({', '.join('?' for _ in row)})", list(row.values()))
-        for ident, source in files:
-            con.execute("insert into files (identity, source, status) values (?, ?, 'ingested')", [ident, source])
+        for ident, source, *status in files:
+            con.execute("insert into files (identity, source, status) values (?, ?, ?)",
+                        [ident, source, status[0] if status else "ingested"])
     con, _ = transform.build_release(st, tmp_path / "release.duckdb", "v1.1.0")
     return con
 
@@ -169,6 +170,16 @@ def test_ambassadors_active_across_a_year_boundary_count_in_both_years(tmp_path)
     got = con.sql("""select year, ambassadors, local_areas from kpi_safety_ambassadors
                      where municipality_code is null order by year""").fetchall()
     assert got == [(2018, 1, 1), (2019, 2, 1)]  # the older roster is not in force; NFC + trim: one area
+
+
+def test_a_rejected_roster_file_is_never_the_roster_in_force_though_it_sorts_last(tmp_path):
+    roster = [{"file_identity": "ambassadors/r1.csv", "line": 2, "ambassadoer_id": "A", "lokalomraade": "Bårse",
+               "kommunekode": 390, "aktiv_fra": "2019-01-01", "aktiv_til": None},
+              {"file_identity": "ambassadors/r2.csv", "line": 2, "ambassadoer_id": "B", "lokalomraade": "Bårse",
+               "kommunekode": 390, "aktiv_fra": "2019-01-01", "aktiv_til": None}]
+    con = build(tmp_path, reports=[report("J1", "2019-06-01T10:00:00Z")], ambassadors=roster,
+                files=[("ambassadors/r1.csv", "ambassadors"), ("ambassadors/r2.csv", "ambassadors", "rejected")])
+    assert con.sql("select ambassador_id, file_identity from dim_ambassadors").fetchall() == [("A", "ambassadors/r1.csv")]
 
 
 def test_every_published_table_and_column_has_a_comment(tmp_path):
