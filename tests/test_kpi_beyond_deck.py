@@ -363,6 +363,9 @@ def test_year_over_year_per_1000_uses_the_nearest_population_year_ties_to_the_ea
     district_2020 = 2 * 1000 / sum(code * 200 for code in NAMES)
     assert rates[(2020, None)][0] == pytest.approx(district_2020) and rates[(2020, None)][4] == 2019
     assert rates[(2020, 370)][0] == 0.0
+    # dim_municipality holds the latest figure held and its year
+    assert con.execute("select population, population_year from dim_municipality where municipality_code = 340"
+                       ).fetchone() == (340 * 200, 2019)
 
 
 # --- the district's goals -------------------------------------------------------------------------------------------
