@@ -197,7 +197,9 @@ def test_second_refresh_refuses_while_the_state_is_locked(wh):
 
 
 def test_export_round_trips_every_kpi_table_through_xlsx_parquet_and_csv(wh, tmp_path):
-    """Values read back from the workbook (openpyxl) and the Parquet files equal the release's KPI file."""
+    """Values read back from the workbook (openpyxl), the Parquet files and the CSV files (read with the
+    tables' own column types) equal the release's KPI file: the same rows both ways (EXCEPT ALL) and the
+    same number of rows, a file per table and no other."""
     from openpyxl import load_workbook
 
     root, env = wh
@@ -211,9 +213,11 @@ def test_export_round_trips_every_kpi_table_through_xlsx_parquet_and_csv(wh, tmp
         tables = [r[0] for r in con.execute("select table_name from duckdb_tables() order by 1").fetchall()]
         assert book.sheetnames == ["README", *tables] and "kpi_reports" in tables and "fct_reports" not in tables
         described = {(r[0], r[1]) for r in book["README"].iter_rows(min_row=2, values_only=True)}
+        rows_of = {}
         for table in tables:
             cur = con.execute(f'select * from "{table}"')
             header, rows = [d[0] for d in cur.description], cur.fetchall()
+            rows_of[table] = rows
             assert {(table, c) for c in header} <= described
             sheet = list(book[table].iter_rows(values_only=True))
             assert list(sheet[0]) == header and len(sheet) - 1 == len(rows)
@@ -228,9 +232,23 @@ def test_export_round_trips_every_kpi_table_through_xlsx_parquet_and_csv(wh, tmp
                         assert b == pytest.approx(a, rel=1e-15, abs=0), (table, header, mine, theirs)
                     else:
                         assert a == b, (table, header, mine, theirs)
-            assert con.execute(f"select count(*) from (from \"{table}\" except all from "
-                               f"read_parquet('{tmp_path / 'pq' / table}.parquet'))").fetchone()[0] == 0
         current = load_manifest(warehouse)["current"]
-        assert (warehouse / "exports" / f"{current}.csv" / "kpi_reports.csv").exists()
+        csv_dir = warehouse / "exports" / f"{current}.csv"
+        for folder, suffix in ((tmp_path / "pq", "parquet"), (csv_dir, "csv")):
+            expected = sorted([f"{t}.{suffix}" for t in tables] + ["columns.csv"])
+            assert sorted(p.name for p in folder.iterdir()) == expected
+        for table in tables:
+            columns = con.execute("select column_name, data_type from duckdb_columns() where table_name = ? "
+                                  "order by column_index", [table]).fetchall()
+            typed = "{" + ", ".join(f"'{c}': '{t}'" for c, t in columns) + "}"
+            for name, read in (("parquet", f"read_parquet('{tmp_path / 'pq' / table}.parquet')"),
+                               ("csv", f"read_csv('{csv_dir / table}.csv', header = true, auto_detect = false, "
+                                       f"delim = ',', quote = '\"', escape = '\"', columns = {typed})")):
+                exported = con.execute(f"select count(*) from {read}").fetchone()[0]
+                assert exported == len(rows_of[table]), (name, table)  # every row, no row twice
+                for a, b in ((f'"{table}"', read), (read, f'"{table}"')):  # neither holds a row the other lacks
+                    assert con.execute(f"select count(*) from (from {a} except all from {b})").fetchone()[0] == 0, (
+                        name, table, a, b)
+        assert sum(len(r) for r in rows_of.values()) > 0 and len(rows_of["kpi_reports"]) > 0
     bad = cli("export", "--format", "pdf", env=env)
     assert bad.returncode == 1 and "--format must be one of xlsx, parquet, csv" in bad.stderr
