@@ -57,13 +57,13 @@ def test_protect_hides_exactly_what_the_rule_says_for_any_table(cells, rows, col
 
 
 def test_the_smallest_other_cell_is_hidden_ties_to_the_lower_position_totals_only_when_nothing_is_left():
-    grid = protect([[0, 12, 0, 2, 12, 12, 5]], row_totals=True)  # the deck's talks: Lolland has 2
+    grid = protect([[0, 12, 0, 2, 12, 12, 5]], row_totals=True, col_totals=False)  # the deck's talks: Lolland has 2
     assert [grid.shown(0, c) for c in range(7)] == [0, 12, 0, PRIMARY, 12, 12, SECONDARY]
-    grid = protect([[7, 4, 2, 4, 9]], row_totals=True)
+    grid = protect([[7, 4, 2, 4, 9]], row_totals=True, col_totals=False)
     assert [grid.shown(0, c) for c in range(5)] == [7, SECONDARY, PRIMARY, 4, 9] and not grid.hidden_row_totals
-    grid = protect([[0, 2, 0]], row_totals=True)  # nothing else to hide: the total goes
+    grid = protect([[0, 2, 0]], row_totals=True, col_totals=False)  # nothing else to hide: the total goes
     assert grid.hidden_row_totals == {0} and grid.hidden == {(0, 1)}
-    grid = protect([[3, 5, 0]], row_totals=True)  # nothing hidden: nothing more
+    grid = protect([[3, 5, 0]], row_totals=True, col_totals=False)  # nothing hidden: nothing more
     assert grid.hidden == set() and not grid.hidden_row_totals
     assert protect_by_code({390: 4, 320: 4, 360: 1}) == ({320: SECONDARY, 360: PRIMARY, 390: 4}, False)
 

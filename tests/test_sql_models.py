@@ -103,6 +103,26 @@ def test_correction_tie_goes_to_the_file_sorting_last(tmp_path):
     assert con.sql("select law_area from fct_reports").fetchall() == [("Straffelov",)]
 
 
+def test_a_tie_within_one_file_goes_to_its_later_line(tmp_path):
+    """Same id, same sidst_aendret, same file: SPEC 2.5 leaves it open; the later line wins (as a
+    source system appends a correction), for reports and call-outs alike."""
+    con = build(tmp_path, reports=[
+        report("J1", "2019-03-01T10:00:00Z", law="Særlov", line=2),
+        report("J1", "2019-03-01T10:00:00Z", law="Straffelov", line=7),
+        report("J1", "2019-03-01T10:00:00Z", law="Færdselslov", line=4),
+    ])
+    assert con.sql("select law_area, source_line from fct_reports").fetchall() == [("Straffelov", 7)]
+    rows = [dict(callout("H1", "2019-03-01T10:00:00Z", 600, code=code), line=line)
+            for code, line in ((340, 3), (390, 9), (320, 5))]
+    con = build_callouts(tmp_path / "callouts", rows)
+    assert con.sql("select municipality_code, source_line from fct_callouts").fetchall() == [(390, 9)]
+
+
+def test_a_callouts_response_time_is_kept_in_seconds_and_minutes(tmp_path):
+    con = build_callouts(tmp_path, [callout("H1", "2019-03-01T10:00:00Z", 611)])
+    assert con.sql("select response_seconds, response_min from fct_callouts").fetchall() == [(611, 611 / 60)]
+
+
 def test_reports_per_1000_uses_the_nearest_population_year(tmp_path):
     con = build(tmp_path, reports=[report("J1", "2019-03-01T10:00:00Z", code=340)])
     per_1000, year = con.execute("select reports_per_1000, population_year from kpi_reports").fetchone()
@@ -177,7 +197,8 @@ def test_a_rejected_roster_file_is_never_the_roster_in_force_though_it_sorts_las
                "kommunekode": 390, "aktiv_fra": "2019-01-01", "aktiv_til": None}]  # r2 was rejected: no rows
     con = build(tmp_path, reports=[report("J1", "2019-06-01T10:00:00Z")], ambassadors=roster,
                 files=[("ambassadors/r1.csv", "ambassadors"), ("ambassadors/r2.csv", "ambassadors", "rejected")])
-    assert con.sql("select ambassador_id, file_identity from dim_ambassadors").fetchall() == [("A", "ambassadors/r1.csv")]
+    in_force = con.sql("select ambassador_id, file_identity from dim_ambassadors").fetchall()
+    assert in_force == [("A", "ambassadors/r1.csv")]
 
 
 def test_every_published_table_and_column_has_a_comment(tmp_path):

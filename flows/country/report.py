@@ -47,7 +47,8 @@ def comparison_table(data: dict) -> list[dict]:
     country = [r for r in data["rows"] if r["district_code"] is None]
     # cells in code order, so secondary suppression's ties go to the lower code, not the display order
     by_code = sorted(range(len(districts)), key=lambda i: districts[i]["district_code"])
-    grid = protect([[districts[i]["responses"], districts[i]["reports"]] for i in by_code], col_totals=True)
+    grid = protect([[districts[i]["responses"], districts[i]["reports"]] for i in by_code], row_totals=False,
+                   col_totals=True)
     position = {i: k for k, i in enumerate(by_code)}
     out = []
     for i, r in enumerate(districts):

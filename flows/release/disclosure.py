@@ -36,7 +36,7 @@ def small(value: int | None) -> bool:
     return value is not None and 0 < value < 3
 
 
-def protect(cells: list[list[int]], row_totals: bool = False, col_totals: bool = False) -> Grid:
+def protect(cells: list[list[int]], *, row_totals: bool, col_totals: bool) -> Grid:
     """Apply primary and secondary suppression to a table of counts (None = no cell, shown empty)."""
     grid = Grid([[v or 0 for v in row] for row in cells])
     grid.primary = {(r, c) for r, row in enumerate(grid.cells) for c, v in enumerate(row) if small(v)}
@@ -67,7 +67,7 @@ def protect_by_code(counts: dict[int, int | None]) -> tuple[dict[int, str | int]
     count as shown, and whether the total must be hidden. The grid runs in code order, so a tie
     goes to the lower code whatever order the table is displayed in (SPEC 5)."""
     codes = sorted(counts)
-    grid = protect([[counts[code]] for code in codes], col_totals=True)
+    grid = protect([[counts[code]] for code in codes], row_totals=False, col_totals=True)
     return {code: grid.shown(i, 0) for i, code in enumerate(codes)}, 0 in grid.hidden_col_totals
 
 

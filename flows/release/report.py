@@ -199,7 +199,7 @@ def outreach_table(data: dict) -> dict:
     """Activities × municipalities with the district as each row's total (I alt)."""
     codes = sorted(data["names"])
     matrix = [[measure(data, f"outreach_{a}", code).get("value") or 0 for code in codes] for a in ACTIVITIES]
-    grid = protect(matrix, row_totals=True)
+    grid = protect(matrix, row_totals=True, col_totals=False)
     body = []
     for i, activity in enumerate(ACTIVITIES):
         total = SECONDARY if i in grid.hidden_row_totals else measure(data, f"outreach_{activity}").get("value")
