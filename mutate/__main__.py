@@ -31,6 +31,7 @@ from mutate.mutants import ROOT, Mutant, all_mutants, sql_files, sql_text
 
 EQUIVALENT = Path(__file__).resolve().parent / "equivalent.toml"
 OUT = ROOT / "bench" / "out"
+KILLERS_TIMEOUT = 60  # seconds for the tests that killed earlier mutants (each takes a few)
 FAST = ["-m", "fast"]  # the fast tier: tests marked `fast` (tests/conftest.py says which)
 # What a test must use to run the SQL models: a build, or a helper of a file that does.
 SQL_READERS = ("build_release", "transform", "test_kpi_beyond_deck", "test_rules_that_matter", "national")
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=[], help="files or folders to mutate (default: all listed in "
                         "mutate/mutants.py)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="copies run at once (default: cores)")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds a mutant's tests may take")
+    parser.add_argument("--timeout", type=float, default=0, help="seconds a mutant's tests may take (default: twice "
+                        "the unmutated tier's time)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--include-equivalent", action="store_true", help="run the known equivalent mutants too")
     args = parser.parse_args(argv)
@@ -147,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     roundtrip(check)
     status, seconds, failed = run_tests(check, tests, args.timeout)
     print(f"fast tier, unmutated (files rewritten by sqlglot/ast): {status} in {seconds:.1f} s")
+    timeout = args.timeout or max(120.0, 2 * seconds)  # a mutant that loops forever is killed by time
     if status != "survived":
         print(f"the fast tier fails without a mutant ({failed}): fix that first", file=sys.stderr)
         return 2
@@ -168,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                 # tests that killed earlier mutants of this file first: most mutants die there
                 with lock:
                     first = list(dict.fromkeys(killers[mutant.file]))[-5:]
-                status, seconds, failed = run_tests(copy, first, args.timeout) if first else ("survived", 0.0, "")
+                status, seconds, failed = run_tests(copy, first, KILLERS_TIMEOUT) if first else ("survived", 0.0, "")
                 if status == "survived":
-                    status, more, failed = run_tests(copy, ordered_tests(mutant, tests, copy), args.timeout)
+                    status, more, failed = run_tests(copy, ordered_tests(mutant, tests, copy), timeout)
                     seconds += more
             finally:
                 path.write_text(original, encoding="utf-8")
