@@ -208,6 +208,10 @@ def _apply(site, operator: str) -> str:
     return ""
 
 
+def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
+    return {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+
 def _named(node: ast.AST) -> str | None:
     """The name a function, class or annotated setting is known by."""
     if isinstance(node, ast.FunctionDef | ast.ClassDef):
@@ -233,9 +237,11 @@ def python_mutants(path: Path, root: Path = ROOT) -> Iterator[Mutant]:
         again = _Sites()
         again.visit(mutated)
         (target, j), _ = again.sites[index]
-        before = ast.unparse(target)
+        # a number or boolean alone says little: name it with the expression around it
+        shown = _parents(mutated).get(target, target) if isinstance(target, ast.Constant) else target
+        before = ast.unparse(shown)
         _apply((target, j), operator)
-        after = ast.unparse(target)
+        after = ast.unparse(shown)
         if len(before) > 70:
             before, after = before[:67] + "...", after[:67] + "..."
         seen[(before, after)] += 1

@@ -66,6 +66,7 @@ def test_the_smallest_other_cell_is_hidden_ties_to_the_lower_position_totals_onl
     grid = protect([[3, 5, 0]], row_totals=True, col_totals=False)  # nothing hidden: nothing more
     assert grid.hidden == set() and not grid.hidden_row_totals
     assert protect_by_code({390: 4, 320: 4, 360: 1}) == ({320: SECONDARY, 360: PRIMARY, 390: 4}, False)
+    assert protect_by_code({390: 0, 320: 2}) == ({320: PRIMARY, 390: 0}, True)  # only a total left to hide
 
 
 def tie_release(tmp_path):
