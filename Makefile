@@ -33,19 +33,21 @@ run: venv
 
 ## make test: install or update .venv, lint (ruff), run the whole suite (TEST_WORKERS processes, a test
 ## file each at a time: its module fixtures are built once; each worker has its own Prefect test server)
-TEST_WORKERS ?= 2
+## Three workers on CI's two cores: the slow tests mostly wait on servers and processes (7 min 40 s
+## against 7 min 59 s with two, docs/performance.md).
+TEST_WORKERS ?= 3
 test: venv chromium lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## make test-fast: the value tests only (tests marked `fast` in tests/conftest.py: no Prefect server, no
 ## `politikpi` process), the tier `make mutate` runs against each mutant
 test-fast: venv
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m fast
+	$(BIN)/python -m pytest -q -n 2 -m fast
 
 ## make mutate: plant each mutant of sql/, schemas/, disclosure and the threshold (mutate/) and run the fast
 ## tier against it; prints the score and every survivor (ONLY=sql/kpi to mutate some files; JOBS copies at once)
 mutate: venv
-	$(BIN)/python -m mutate $(if $(ONLY),--only $(ONLY)) --jobs $(or $(JOBS),$(TEST_WORKERS))
+	$(BIN)/python -m mutate $(if $(ONLY),--only $(ONLY)) --jobs $(or $(JOBS),2)
 
 # Debian's chromium for the report's screenshot test; where apt-get cannot, that test skips.
 chromium:
