@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     check = scratch_copy(workdir / "roundtrip", files)
     roundtrip(check)
-    status, seconds, failed = run_tests(check, tests, args.timeout)
+    status, seconds, failed = run_tests(check, tests, args.timeout or 1800)
     print(f"fast tier, unmutated (files rewritten by sqlglot/ast): {status} in {seconds:.1f} s")
     timeout = args.timeout or max(120.0, 2 * seconds)  # a mutant that loops forever is killed by time
     if status != "survived":
