@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 
 import duckdb
+import sqlglot
+from sqlglot import exp
 
 from flows.config import Settings
 from flows.files import file_sha256
@@ -131,10 +133,11 @@ def older_code(root: Path) -> Path:
     for folder in ("flows", "schemas", "sql", "reference"):
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     model = root / "sql" / "kpi" / "kpi_callouts.sql"
-    text = model.read_text(encoding="utf-8")
-    assert text.count("    from callouts\n    group by all") == 1
-    model.write_text(text.replace("    from callouts\n    group by all",
-                                  "    from callouts\n    where not cancelled\n    group by all"), encoding="utf-8")
+    # on the parsed model, not its text: `make mutate` runs this test on models sqlglot rewrote
+    tree = sqlglot.parse_one(model.read_text(encoding="utf-8"), read="duckdb")
+    facts = next(cte.this for cte in tree.find_all(exp.CTE) if cte.alias == "callouts")
+    facts.where("not cancelled", copy=False)
+    model.write_text(tree.sql(dialect="duckdb", pretty=True) + "\n", encoding="utf-8")
     return root
 
 
