@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from flows.release.charts import series
 from flows.release.disclosure import PRIMARY, SECONDARY, protect, protect_by_code
-from flows.release.report import gather, per_1000_table, response_table
+from flows.release.report import gather, goal_tables, per_1000_table, response_table, spread_hidden, tiles
 from flows.transform.transform import write_release_table
 from tests.test_kpi_beyond_deck import NAMES, build, callout, report
 
@@ -80,7 +80,8 @@ def tie_release(tmp_path):
                  390: (10, 450)}
     callouts = [callout(f"C{code}-{i}", f"2021-01-{1 + i:02d}T10:00:00+01:00", seconds, code)
                 for code, (n, seconds) in responses.items() for i in range(n)]
-    callouts.append(callout("C-feb", "2021-02-10T10:00:00+01:00", None, 370))
+    callouts.append(callout("C-feb", "2021-02-10T10:00:00+01:00", None, 370))  # 1 in February: "<3"
+    callouts += [callout(f"C-mar-{i}", "2021-03-10T10:00:00+01:00", None, 370) for i in range(5)]  # 5: ".."
     con = build(tmp_path, callouts=callouts, reports=reports)
     write_release_table(con, {"release_id": "r1", "created_at": None, "data_through": None, "code_version": "test",
                               "flow_run_id": None, "input_files": {}, "row_counts": {}, "validation_summary": {},
@@ -115,7 +116,41 @@ def test_no_chart_shows_a_value_its_table_hides(tmp_path):
     assert hidden(per_1000) == {"Slagelse", "Faxe"} and hidden(response) == {"Lolland", "Faxe"}
     assert {name for name, _ in plotted["per_1000"]} == set(NAMES.values()) - hidden(per_1000)
     assert {label.removesuffix(" *") for label, _, _ in plotted["response"]} == set(NAMES.values()) - hidden(response)
-    assert [month for month, _ in plotted["callouts"]] == ["jan"]  # February's single call-out is a small count
-    small = {name for name, _, _ in plotted["small"]}
+    # February's single call-out is "<3", and March (5) goes with it: the year's total is on a tile
+    assert [month for month, _ in plotted["callouts"]] == ["jan"]
+    assert [tile["text"] for tile in tiles(data, per_1000, response) if tile["label"] == "Udrykninger"] == ["49"]
+    # the small municipalities: Lolland's 2 responses are "<3", Faxe's 4 are hidden in the response table
     goals = {r["municipality"]: r["responses"] for r in data["goals"] if r["goal"] == "improve_small_municipality"}
-    assert goals["Lolland"] == 2 and "Lolland" not in small and small == {n for n, c in goals.items() if c >= 3}
+    assert goals == {"Faxe": 4, "Sorø": 4, "Lolland": 2}
+    assert {name for name, _, _ in plotted["small"]} == {"Sorø"}
+    rows = {r["label"]: [c["text"] for c in r["cells"]] for r in goal_tables(data, response)["small"]["rows"]}
+    assert rows["Faxe"][1:4] == [SECONDARY, SECONDARY, rows["Faxe"][3]] and rows["Faxe"][4:] == [SECONDARY] * 2
+    assert rows["Lolland"][1:3] == [PRIMARY, SECONDARY] and rows["Sorø"][1:3] == ["4", "20:00"]
+    assert {name for name, _, _ in plotted["trend"]} == set(NAMES.values()) - hidden(response)
+
+
+def test_a_spread_from_a_hidden_mean_is_hidden_everywhere_and_a_mean_over_few_responses_too(tmp_path):
+    plan = {320: (20, 900), 340: (20, 300), 360: (2, 600), 370: (30, 600), 376: (31, 600), 390: (32, 600),
+            330: (33, 600)}  # a tie at 20: Faxe (320), the longest mean, is hidden beside Lolland's 2
+    con = build(tmp_path, callouts=[callout(f"C{code}-{i}", f"2021-01-{1 + i % 28:02d}T10:00:00+01:00", s, code)
+                                    for code, (n, s) in plan.items() for i in range(n)])
+    write_release_table(con, {"release_id": "r1", "created_at": None, "data_through": None, "code_version": "test",
+                              "flow_run_id": None, "input_files": {}, "row_counts": {}, "validation_summary": {},
+                              "quarantine_summary": {}})
+    data = gather(con, 2021)
+    per_1000, response = per_1000_table(data), response_table(data)
+    assert response["hidden"] == {320, 360} and data["spread"][0]["longest_municipality"] == "Faxe"
+    assert spread_hidden(data, response) and series(data, per_1000, response)["spread"] == []
+    spread_row = goal_tables(data, response)["spread"]["rows"][0]
+    assert spread_row["label"] == "2021" and [c["text"] for c in spread_row["cells"]] == [SECONDARY] * 3
+
+
+def test_the_mean_tile_is_hidden_over_fewer_than_3_responses(tmp_path):
+    con = build(tmp_path, callouts=[callout("C1", "2021-01-05T10:00:00+01:00", 600, 370)])
+    write_release_table(con, {"release_id": "r1", "created_at": None, "data_through": None, "code_version": "test",
+                              "flow_run_id": None, "input_files": {}, "row_counts": {}, "validation_summary": {},
+                              "quarantine_summary": {}})
+    data = gather(con, 2021)
+    shown = {tile["label"]: tile for tile in tiles(data, per_1000_table(data), response_table(data))}
+    assert shown["Gns. responstid (min)"]["text"] == SECONDARY and shown["Gns. responstid (min)"]["change"] is None
+    assert shown["Udrykninger"]["text"] == SECONDARY  # its one month is "<3": nothing else to hide but the total

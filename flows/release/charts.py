@@ -12,32 +12,43 @@ from __future__ import annotations
 import io
 import re
 
-from flows.release.disclosure import SECONDARY, hidden_with, small
+from flows.release.disclosure import PRIMARY, SECONDARY, hidden_with, small
 
 MONTHS = ["jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec"]
 
 
 def series(data: dict, per_1000: dict, response: dict) -> dict[str, list]:
-    """What each chart plots, as (label, value...) points; nothing the tables hide."""
+    """What each chart plots, as (label, value...) points; nothing the tables hide: no small or
+    secondarily hidden count, no value computed from one (for the report year, a municipality the
+    response table hides is left out of the quarterly and the goals charts too)."""
+    from flows.release.report import callout_months, spread_hidden
+
     names = data["names"]
     rates = {r["municipality_code"]: r["value"] for r in data["yoy"]
              if r["measure"] == "reports_per_1000" and r["municipality_code"]}
     timed = {r["municipality_code"]: r for r in data["response"]}
+    months, _ = callout_months(data)
     goals = [r for r in data["goals"] if r["value"] is not None]
+    secret_spread = spread_hidden(data, response)
+    this_year = lambda code, year: year == data["year"] and code in response["hidden"]  # noqa: E731
     return {
         "per_1000": [(names[c], rates[c]) for c in per_1000["order"] if c not in per_1000["hidden"]],
-        "callouts": [(MONTHS[m["month"].month - 1], m["callouts"]) for m in data["callouts_by_month"]
-                     if not small(m["callouts"])],
+        "callouts": [(MONTHS[month.month - 1], n) for month, n in sorted(months.items())
+                     if n not in (PRIMARY, SECONDARY)],
         "response": [(names[c] + (" *" if timed[c]["low_sample"] else ""), timed[c]["mean_min"], timed[c]["p90_min"])
                      for c in response["order"] if c not in response["hidden"] and timed[c]["mean_min"] is not None],
-        "response_district": [(None, r["mean_min"]) for r in data["response"]
-                              if r["municipality_code"] is None and r["mean_min"] is not None],
+        "response_district": [(None, r["mean_min"]) for r in data["response"] if r["municipality_code"] is None
+                              and r["mean_min"] is not None and not response["total_hidden"]
+                              and not small(r["responses"])],
         # quarterly counts are shown nowhere: a mean over 3 or more responses gives no count away
         "trend": [(names[q["municipality_code"]], f"K{(q['period_start'].month - 1) // 3 + 1} {q['period_start'].year}",
-                   q["mean_min"]) for q in data["quarters"] if q["responses"] >= 3],
-        "spread": [(r["year"], r["value"]) for r in goals if r["goal"] == "shrink_spread"],
+                   q["mean_min"]) for q in data["quarters"]
+                  if q["responses"] >= 3 and not this_year(q["municipality_code"], q["period_start"].year)],
+        "spread": [(r["year"], r["value"]) for r in goals if r["goal"] == "shrink_spread"
+                   and not (r["year"] == data["year"] and secret_spread)],
         "small": [(r["municipality"], r["year"], r["value"]) for r in goals if r["goal"] == "improve_small_municipality"
-                  and hidden_with(r["responses"], r["value"]) != SECONDARY],
+                  and hidden_with(r["responses"], r["value"]) != SECONDARY
+                  and not this_year(r["municipality_code"], r["year"])],
         "small_district": sorted({(r["year"], r["district_value"]) for r in data["goals"]
                                   if r["goal"] == "improve_small_municipality" and r["district_value"] is not None}),
     }

@@ -16,7 +16,7 @@ import duckdb
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from flows.release.charts import charts
-from flows.release.disclosure import PRIMARY, SECONDARY, hidden_with, protect, protect_by_code
+from flows.release.disclosure import PRIMARY, SECONDARY, hidden_with, protect, protect_by_code, small
 from flows.transform.models import labels
 from schemas.outreach import ACTIVITIES
 
@@ -156,10 +156,11 @@ def per_1000_table(data: dict) -> dict:
     district = measure(data, "reports_per_1000")
     total = SECONDARY if total_hidden else measure(data, "reports").get("value")
     body.append({"label": DISTRICT, "total": True, "cells": [
-        cell(count(total), True), cell(decimal(district.get("value")), True), cell(arrow(district.get("change")), True),
+        cell(count(total), True), cell(decimal(hidden_with(total, district.get("value"), total_hidden)), True),
+        cell(arrow(None if total_hidden else district.get("change")), True),
         cell(str(district.get("population_year") or "–"), True)]})
     return {"head": ["Kommune", "Anmeldelser", "Pr. 1.000 indbyggere", "Ændring fra året før", "Befolkningstal fra"],
-            "rows": body, "order": [r["municipality_code"] for r in rows],
+            "rows": body, "order": [r["municipality_code"] for r in rows], "total_hidden": total_hidden,
             "hidden": {code for code, n in shown.items() if n in (PRIMARY, SECONDARY)}}
 
 
@@ -191,8 +192,42 @@ def response_table(data: dict) -> dict:
             cell(interval if not hide else SECONDARY, total)]})
     return {"head": ["Kommune", "Målte udrykninger", "Gennemsnit", "90 %-fraktil", "Inden for 10 min",
                      "Inden for 20 min", "Ændring (4 kvartaler)", "95 %-interval"],
-            "rows": body, "order": [r["municipality_code"] for r in rows],
-            "hidden": {code for code, n in shown.items() if n in (PRIMARY, SECONDARY)}}
+            "rows": body, "order": [r["municipality_code"] for r in rows], "total_hidden": total_hidden,
+            "hidden": {code for code, n in shown.items() if n in (PRIMARY, SECONDARY)}, "shown": shown}
+
+
+def spread_hidden(data: dict, response: dict) -> bool:
+    """The report year's spread is computed from a mean the response table hides."""
+    names = {data["names"][code] for code in response["hidden"]}
+    return any(s["longest_municipality"] in names or s["shortest_municipality"] in names for s in data["spread"])
+
+
+def callout_months(data: dict) -> tuple[dict, bool]:
+    """The year's call-outs per month as the report may show them beside the year's total (the
+    tile): small months hidden, and enough others that none can be worked out (ties to the earlier
+    month); and whether the total itself must be hidden."""
+    return protect_by_code({m["month"]: m["callouts"] for m in data["callouts_by_month"]})
+
+
+def tiles(data: dict, per_1000: dict, response: dict) -> list[dict]:
+    """The overview's tiles; a figure the tables hide is hidden here too, with its change."""
+    district = next((r for r in data["response"] if r["municipality_code"] is None), {})
+    hidden = {"reports": per_1000["total_hidden"], "callouts": callout_months(data)[1],
+              "mean_response_min": response["total_hidden"] or small(district.get("responses"))}
+    out = []
+    for key, label in labels("kpi_year_summary"):
+        value, secret = data["summary"].get(key), hidden.get(key, False)
+        text = SECONDARY if secret else minutes(value) if key == "mean_response_min" else count(value)
+        change = None
+        if key in ("reports", "callouts") and not secret and (r := measure(data, key)) \
+                and r.get("prev_value") is not None:
+            change = f"{arrow(r['change'])} {decimal(r['change_pct'])} % fra {data['year'] - 1}"
+        trend = data["trend"].get(None)
+        if key == "mean_response_min" and not secret and trend and trend["change_min"] is not None:
+            change = (f"{arrow(trend['change_min'], trend['change_significant'])} {minutes(trend['change_min'])} "
+                      f"(95 %: {minutes(trend['change_ci_low_min'])} til {minutes(trend['change_ci_high_min'])})")
+        out.append({"label": label, "text": text, "change": change})
+    return out
 
 
 def outreach_table(data: dict) -> dict:
@@ -208,20 +243,30 @@ def outreach_table(data: dict) -> dict:
     return {"head": ["Aktivitet", *[data["names"][c] for c in codes], "I alt"], "rows": body, "total_column": True}
 
 
-def goal_tables(data: dict) -> dict:
+def goal_tables(data: dict, response: dict) -> dict:
+    """The goals by year; for the report year, a municipality the response table hides is hidden
+    here (its responses, mean, gap and whether it improved), and so is a spread computed from it."""
     spread = [r for r in data["goals"] if r["goal"] == "shrink_spread"]
     small = [r for r in data["goals"] if r["goal"] == "improve_small_municipality"]
     met = {True: "ja", False: "nej", None: "–"}
+    secret_spread = spread_hidden(data, response)
+
+    def hide(r: dict) -> bool:
+        return r["year"] == data["year"] and (r["municipality_code"] in response["hidden"]
+                                              if r["municipality_code"] is not None else secret_spread)
+
     return {
         "spread": {"head": ["År", "Spredning", "Ændring", "Mindre end året før"], "rows": [
-            {"label": str(r["year"]), "cells": [cell(minutes(r["value"])), cell(minutes(r["change"])),
-                                                cell(met[r["met"]])]} for r in spread]},
+            {"label": str(r["year"]), "cells": [cell(SECONDARY) for _ in range(3)] if hide(r) else [
+                cell(minutes(r["value"])), cell(minutes(r["change"])), cell(met[r["met"]])]} for r in spread]},
         "small": {"head": ["Kommune", "År", "Målte udrykninger", "Gennemsnit", "Kredsens gennemsnit",
                            "Forskel", "Bedre end året før"], "rows": [
             {"label": r["municipality"], "cells": [
-                cell(str(r["year"])), cell(count(r["responses"])),
-                cell(minutes(hidden_with(r["responses"], r["value"]))), cell(minutes(r["district_value"])),
-                cell(minutes(hidden_with(r["responses"], r["gap_min"]))), cell(met[r["met"]])]} for r in small]},
+                cell(str(r["year"])),
+                cell(count(response["shown"][r["municipality_code"]] if hide(r) else r["responses"])),
+                cell(minutes(hidden_with(r["responses"], r["value"], hide(r)))), cell(minutes(r["district_value"])),
+                cell(minutes(hidden_with(r["responses"], r["gap_min"], hide(r)))),
+                cell(SECONDARY if hide(r) else met[r["met"]])]} for r in small]},
     }
 
 
@@ -255,13 +300,13 @@ def render(release_file: Path, year: int | None = None) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     env.filters.update(count=count, minutes=minutes, arrow=arrow, decimal=decimal)
     per_1000, response = per_1000_table(data), response_table(data)
+    spread = [] if spread_hidden(data, response) else [s for s in data["spread"] if s["spread_min"] is not None]
     partial = {m: r["months_with_data"] for m in ("reports", "callouts", "responses")
                if (r := measure(data, m)) and r["months_with_data"] < 12}
     return env.get_template("report.html").render(
         data=data, charts=charts(data, per_1000, response), per_1000=per_1000, response=response,
-        outreach=outreach_table(data), goals=goal_tables(data), revisions=revisions_table(data),
-        tiles=[(label, data["summary"].get(key), key) for key, label in labels("kpi_year_summary")],
-        yoy={m: measure(data, m) for m in ("reports", "callouts")}, partial=partial,
+        outreach=outreach_table(data), goals=goal_tables(data, response), revisions=revisions_table(data),
+        tiles=tiles(data, per_1000, response), spread=spread, partial=partial,
         quarantine=json.loads(data["release"]["quarantine_summary"] or "{}"),
         audit=json.loads(data["release"]["validation_summary"] or "{}"),
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"))
