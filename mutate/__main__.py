@@ -68,9 +68,12 @@ def run_tests(copy: Path, test_files: list[str], timeout: float) -> tuple[str, f
     seconds = time.perf_counter() - started
     if proc.returncode == 0:
         return "survived", seconds, ""
-    failed = next((line.split(" ", 2)[1] for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))),
+    failed = next((line.split(" ", 1)[1].split(" - ", 1)[0] for line in proc.stdout.splitlines()
+                   if line.startswith(("FAILED ", "ERROR "))),
                   proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "")
-    return ("killed" if proc.returncode in (1, 2) else f"error {proc.returncode}"), seconds, failed
+    # 1: a test failed. Anything else (2: interrupted or a collection error, 3-5: pytest itself, a
+    # signal) is an error, counted apart: it says nothing about the tests.
+    return ("killed" if proc.returncode == 1 else f"error {proc.returncode}"), seconds, failed
 
 
 def ordered_tests(mutant: Mutant, tests: list[str], copy: Path) -> list[str]:
@@ -140,6 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     tests = fast_files()
 
     workdir = Path(tempfile.mkdtemp(prefix="politikpi-mutate-"))
+    try:
+        return run_all(args, mutants, todo, known, stale, tests, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_all(args, mutants: list[Mutant], todo: list[Mutant], known: dict, stale: list, tests: list[str],
+            workdir: Path) -> int:
+    """Run every mutant to do in copies under workdir; print and save the results."""
     files = project_files()
     jobs = max(1, min(args.jobs, len(todo) or 1))
     copies = [scratch_copy(workdir / f"copy{i}", files) for i in range(jobs)]
@@ -193,7 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(one, todo))
-    shutil.rmtree(workdir, ignore_errors=True)
 
     by_folder: dict[str, Counter] = defaultdict(Counter)
     for m in mutants:
@@ -202,15 +213,18 @@ def main(argv: list[str] | None = None) -> int:
         by_folder[folder]["equivalent"] += m.name in known and not args.include_equivalent
     for r in results:
         folder = str(Path(r["file"]).parent) if r["file"].startswith("sql/") else r["file"]
-        by_folder[folder]["survived" if r["status"] == "survived" else "killed"] += 1
-    print("\n| mutated | mutants | killed | equivalent | survived | score |\n|---|---:|---:|---:|---:|---:|")
+        kind = r["status"] if r["status"] in ("survived", "killed", "timeout") else "error"
+        by_folder[folder]["killed" if kind == "timeout" else kind] += 1
+    print("\n| mutated | mutants | killed | equivalent | survived | errors | score |\n"
+          "|---|---:|---:|---:|---:|---:|---:|")
     total = Counter()
     for folder in sorted(by_folder):
         c = by_folder[folder]
         total.update(c)
-        print(f"| {folder} | {c['mutants']} | {c['killed']} | {c['equivalent']} | {c['survived']} | {score(c)} |")
+        print(f"| {folder} | {c['mutants']} | {c['killed']} | {c['equivalent']} | {c['survived']} | {c['error']} | "
+              f"{score(c)} |")
     print(f"| all | {total['mutants']} | {total['killed']} | {total['equivalent']} | {total['survived']} | "
-          f"{score(total)} |")
+          f"{total['error']} | {score(total)} |")
     survivors = sorted((r for r in results if r["status"] == "survived"), key=lambda r: (r["file"], r["line"]))
     if survivors:
         print(f"\n{len(survivors)} survivors (no fast test fails; pin the rule, or list it in "
@@ -226,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def score(c: Counter) -> str:
-    run = c["mutants"] - c["equivalent"]
+    """Killed (by a failing test, or by time) of the mutants run that did not end in an error."""
+    run = c["mutants"] - c["equivalent"] - c["error"]
     return f"{100 * c['killed'] / run:.1f} %" if run else "-"
 
 

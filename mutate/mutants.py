@@ -114,6 +114,22 @@ def _short(node: exp.Expression) -> str:
     return text if len(text) <= 70 else text[:67] + "..."
 
 
+def _names(before: str, after: str, width: int = 70) -> tuple[str, str]:
+    """Before and after for a mutant's name: whole when short, else cut around where they differ
+    (a cut at a fixed width could hide the change, or make two mutants one)."""
+    before, after = " ".join(before.split()), " ".join(after.split())
+    if max(len(before), len(after)) <= width:
+        return before, after
+    differs = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b),
+                   min(len(before), len(after)))
+    start = max(0, differs - 20)
+
+    def cut(text: str) -> str:
+        return ("..." if start else "") + text[start:start + width] + ("..." if len(text) > start + width else "")
+
+    return cut(before), cut(after)
+
+
 def sql_text(trees: list[exp.Expression]) -> str:
     """Statements written back in DuckDB's dialect (a model is one; sql/macros/ files hold several)."""
     text = ";\n\n".join(tree.sql(dialect="duckdb", pretty=True) for tree in trees)
@@ -132,13 +148,14 @@ def sql_mutants(path: Path, root: Path = ROOT) -> Iterator[Mutant]:
             for operator, change in _sql_variants(node):
                 mutated = [t.copy() for t in trees]
                 target = list(mutated[which].walk())[index]
+                full = target.sql(dialect="duckdb")
                 before = _short(target)
                 replacement = change(target)
                 if replacement is not target:
                     target.replace(replacement)
-                after = _short(replacement)
-                if after == before:
+                if replacement.sql(dialect="duckdb") == full:
                     continue
+                before, after = _names(full, replacement.sql(dialect="duckdb"))
                 seen[(before, after)] += 1
                 yield Mutant(rel, last_line, operator, before, after, seen[(before, after)], sql_text(mutated))
 
@@ -241,9 +258,7 @@ def python_mutants(path: Path, root: Path = ROOT) -> Iterator[Mutant]:
         shown = _parents(mutated).get(target, target) if isinstance(target, ast.Constant) else target
         before = ast.unparse(shown)
         _apply((target, j), operator)
-        after = ast.unparse(shown)
-        if len(before) > 70:
-            before, after = before[:67] + "...", after[:67] + "..."
+        before, after = _names(before, ast.unparse(shown))
         seen[(before, after)] += 1
         yield Mutant(rel, node.lineno, operator, before, after, seen[(before, after)], ast.unparse(mutated) + "\n")
 

@@ -435,6 +435,26 @@ def test_goals_take_the_median_of_an_even_number_of_municipalities_in_each_years
     assert small == {(2018, 320), (2018, 330), (2018, 340), (2019, 320), (2019, 330), (2020, 320), (2020, 330)}
 
 
+def test_goals_read_the_year_over_all_causes_and_an_unchanged_value_is_not_met(tmp_path):
+    """Two causes in two quarters: a goal's value is the year's mean over all causes (not a cause's,
+    a month's or a quarter's), one row per key; a spread or mean equal to last year's is not met."""
+    rows = []
+    for year in (2018, 2019):
+        for code, (a, b) in {340: (900, 300), 370: (600, 600)}.items():  # Sorø: 15 and 5 min, 10 over both
+            rows += [callout(f"{code}-{year}-a{i}", f"{year}-02-10T12:00:00Z", a, code=code, cause="husspektakel")
+                     for i in range(20)]
+            rows += [callout(f"{code}-{year}-b{i}", f"{year}-08-10T12:00:00Z", b, code=code, cause="indbrud")
+                     for i in range(20)]
+    con = build(tmp_path, callouts=rows)
+    every = con.execute("select year, goal, municipality_code from kpi_goal_progress").fetchall()
+    assert len(every) == len(set(every)) == 2 * 4
+    got = goals(con)
+    soroe, spread = got[(2019, "improve_small_municipality", 340)], got[(2019, "shrink_spread", None)]
+    assert (soroe["value"], soroe["prev_value"], soroe["responses"], soroe["met"]) == (10.0, 10.0, 40, False)
+    assert soroe["district_value"] == 10.0 and soroe["gap_min"] == 0.0
+    assert (spread["value"], spread["prev_value"], spread["met"]) == (0.0, 0.0, False)
+
+
 def test_a_spread_goal_without_a_spread_is_null_not_missing(tmp_path):
     con = build(tmp_path, callouts=[callout("A", "2019-05-10T12:00:00Z", 600, code=340)])
     got = goals(con)
