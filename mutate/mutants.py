@@ -148,14 +148,16 @@ def sql_mutants(path: Path, root: Path = ROOT) -> Iterator[Mutant]:
             for operator, change in _sql_variants(node):
                 mutated = [t.copy() for t in trees]
                 target = list(mutated[which].walk())[index]
-                full = target.sql(dialect="duckdb")
-                before = _short(target)
+                # a literal alone says little: name it with the expression around it
+                shown = target.parent if isinstance(target, exp.Literal) and target.parent else None
+                full = (shown or target).sql(dialect="duckdb")
                 replacement = change(target)
                 if replacement is not target:
                     target.replace(replacement)
-                if replacement.sql(dialect="duckdb") == full:
+                now = (shown or replacement).sql(dialect="duckdb")
+                if now == full:
                     continue
-                before, after = _names(full, replacement.sql(dialect="duckdb"))
+                before, after = _names(full, now)
                 seen[(before, after)] += 1
                 yield Mutant(rel, last_line, operator, before, after, seen[(before, after)], sql_text(mutated))
 

@@ -71,7 +71,8 @@ improve_small_municipality as (
         this_year.mean_min - years.district_mean_min as gap_min,
         coalesce(this_year.responses, 0) as responses,
         last_year.mean_min as prev_value,
-        case when coalesce(this_year.responses, 0) >= 20 and coalesce(last_year.responses, 0) >= 20
+        -- no responses in a year: NULL >= 20 is NULL, so met is NULL
+        case when this_year.responses >= 20 and last_year.responses >= 20
             then this_year.mean_min < last_year.mean_min end as met
     from years
     inner join small_municipalities on years.year = small_municipalities.year
