@@ -507,6 +507,14 @@ def test_data_quality_attributes_each_key_of_a_quarantined_row_on_its_own(tmp_pa
     }  # the rejected file and the ambassadors count nowhere
 
 
+def test_data_quality_puts_a_row_at_the_first_instant_of_a_local_month_in_that_month(tmp_path):
+    con = build(tmp_path, reports=[report("R1", "2019-02-01T00:00:00+01:00")],
+                callouts=[callout("C1", "2019-02-01T00:00:00+01:00", 600)],
+                files=[("reports/a.csv", "reports", "ingested"), ("dispatches/a.jsonl", "dispatches", "ingested")])
+    got = con.execute("select source, month, rows_valid from kpi_data_quality order by source").fetchall()
+    assert got == [("dispatches", dt.date(2019, 2, 1), 1), ("reports", dt.date(2019, 2, 1), 1)]
+
+
 def test_data_quality_share_mixes_valid_and_quarantined_rows_of_one_cell(tmp_path):
     d = "dispatches/2019-05-10.jsonl"
     con = build(tmp_path, callouts=[callout(f"A{i}", "2019-05-10T12:00:00Z", 600, file=d, line=i) for i in range(3)],
