@@ -34,7 +34,7 @@ run: venv
 ## make test: install or update .venv, lint (ruff), run the whole suite (TEST_WORKERS processes, a test
 ## file each at a time: its module fixtures are built once; each worker has its own Prefect test server)
 ## Three workers on CI's two cores: the slow tests mostly wait on servers and processes (7 min 40 s
-## against 7 min 59 s with two, docs/performance.md).
+## against 7 min 59 s with two and two tests fewer, docs/performance.md).
 TEST_WORKERS ?= 3
 test: venv chromium lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
