@@ -133,6 +133,22 @@ def test_year_over_year_response_median_and_p90_are_continuous_quantiles_of_the_
     assert set(yoy(con, "median_response_min")) == {(2019, 340), (2019, None)}
 
 
+def test_a_dispatch_at_the_moment_of_arrival_counts_with_zero_travel(tmp_path):
+    con = build(tmp_path, callouts=[callout("A", "2019-05-10T12:00:00Z", 600, dispatched=600)])  # disponeret = fremme
+    got = con.execute("""select with_dispatch_time, dispatch_median_min, travel_median_min from kpi_response_times
+                         where period_grain = 'year' and municipality_code is null and cause is null""").fetchone()
+    assert got == (1, 10.0, 0.0)
+
+
+def test_low_sample_is_fewer_than_20_responses(tmp_path):
+    con = build(tmp_path, callouts=[callout(f"A{i}", "2019-05-10T12:00:00Z", 600, code=340) for i in range(19)] +
+                                   [callout(f"B{i}", "2019-05-10T12:00:00Z", 600, code=370) for i in range(20)])
+    got = dict(con.execute("""select municipality_code, low_sample from kpi_response_times
+                              where period_grain = 'year' and cause is null and municipality_code is not null"""
+                           ).fetchall())
+    assert got == {340: True, 370: False}
+
+
 def test_response_times_keep_their_columns_in_order_and_add_the_new_ones_after(tmp_path):
     con = build(tmp_path, callouts=[callout("A", "2019-05-10T12:00:00Z", 600)])
     columns = [d[0] for d in con.execute("select * from kpi_response_times limit 0").description]
