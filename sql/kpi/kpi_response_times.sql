@@ -79,7 +79,7 @@ final as (
         aggregated.median_min,
         aggregated.p90_min,
         aggregated.max_min,
-        aggregated.responses <= 20 as low_sample,
+        aggregated.responses < 20 as low_sample,
         aggregated.share_within_5_min,
         aggregated.share_within_10_min,
         aggregated.share_within_15_min,
