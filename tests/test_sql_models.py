@@ -192,6 +192,22 @@ def test_ambassadors_active_across_a_year_boundary_count_in_both_years(tmp_path)
     assert got == [(2018, 1, 1), (2019, 2, 1)]  # the older roster is not in force; NFC + trim: one area
 
 
+def test_an_ambassador_counts_in_a_year_from_its_last_day_and_not_after_the_year_it_ended(tmp_path):
+    def ambassador(aid, start, end, line):
+        return {"file_identity": "ambassadors/r.csv", "line": line, "ambassadoer_id": aid,
+                "lokalomraade": f"Område {aid}", "kommunekode": 390, "aktiv_fra": start, "aktiv_til": end}
+
+    con = build(tmp_path, reports=[report("J1", "2018-06-01T10:00:00Z"), report("J2", "2019-06-01T10:00:00Z")],
+                ambassadors=[ambassador("C", "2017-01-01", "2018-06-30", 2),   # 2018 only
+                             ambassador("E", "2018-12-31", None, 3),           # from 2018's last day on
+                             ambassador("D", "2019-12-31", None, 4),           # 2019's last day
+                             ambassador("F", "2017-01-01", "2019-01-01", 5)],  # to 2019's first day
+                files=[("ambassadors/r.csv", "ambassadors")])
+    got = con.sql("""select year, ambassadors, local_areas from kpi_safety_ambassadors
+                     where municipality_code is null order by year""").fetchall()
+    assert got == [(2018, 3, 3), (2019, 3, 3)]
+
+
 def test_a_rejected_roster_file_is_never_the_roster_in_force_though_it_sorts_last(tmp_path):
     roster = [{"file_identity": "ambassadors/r1.csv", "line": 2, "ambassadoer_id": "A", "lokalomraade": "Bårse",
                "kommunekode": 390, "aktiv_fra": "2019-01-01", "aktiv_til": None}]  # r2 was rejected: no rows
