@@ -345,6 +345,25 @@ def test_year_over_year_counts_have_a_row_for_every_municipality_and_the_distric
     assert yoy(con, "share_within_10_min")[(2019, 340)][0] == 1.0
 
 
+def test_year_summary_has_every_year_with_zero_where_a_source_has_nothing(tmp_path):
+    con = build(tmp_path, reports=[report("R1", "2018-03-01T10:00:00Z"), report("R2", "2018-04-01T10:00:00Z")],
+                callouts=[callout("C1", "2019-05-10T12:00:00Z", 600), callout("C2", "2019-05-11T12:00:00Z", None)],
+                outreach=[activity("2019-02-01", what="foredrag", antal=3),
+                          activity("2019-03-01", what="mobil_politistation", antal=2, line=3)])
+    cur = con.execute("select * from kpi_year_summary order by year")
+    names = [d[0] for d in cur.description]
+    got = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    drop = ("population", "municipalities", "safety_ambassadors", "ambassador_local_areas")
+    assert [{k: v for k, v in row.items() if k not in drop} for row in got] == [
+        {"year": 2018, "reports": 2, "callouts": 0, "timed_responses": 0, "mean_response_min": None,
+         "mobile_station_outings": 0, "safety_followups": 0, "citizen_adviser_inquiries": 0, "sub_visits": 0,
+         "talks": 0, "traffic_controls": 0},
+        {"year": 2019, "reports": 0, "callouts": 2, "timed_responses": 1, "mean_response_min": 10.0,
+         "mobile_station_outings": 2, "safety_followups": 0, "citizen_adviser_inquiries": 0, "sub_visits": 0,
+         "talks": 3, "traffic_controls": 0}]
+    assert [row["municipalities"] for row in got] == [7, 7]
+
+
 def test_year_over_year_outreach_has_a_row_per_activity_summing_antal(tmp_path):
     con = build(tmp_path, outreach=[activity("2019-02-01", code=360, what="foredrag", antal=3),
                                     activity("2019-02-01", code=360, what="foredrag", antal=3, line=3)])
