@@ -1,6 +1,7 @@
 """SPEC 2: "a refresh must give the same result whatever the order" the files arrive in. A property:
 the same landing files (two weeks of the sample, with its corrections, duplicates, late files and
-dirt), ingested in shuffled orders over several runs, give identical KPI tables.
+dirt), delivered in shuffled orders over several runs (2 to 5; within one run a refresh reads its
+new files in its own order), give identical KPI, dim and fct tables.
 
 Through the real readers, Pandera models, state load and SQL models; no Prefect (the flow adds
 nothing to the order rule)."""
