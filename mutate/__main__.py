@@ -85,9 +85,10 @@ def ordered_tests(mutant: Mutant, tests: list[str], copy: Path) -> list[str]:
     texts = {t: (copy / t).read_text(encoding="utf-8") for t in tests}
     if mutant.file.startswith("sql/"):
         reach = [t for t in tests if any(word in texts[t] for word in SQL_READERS)]
-    else:
-        reach = [t for t in tests if module.rsplit(".", 1)[0] in texts[t] or stem in texts[t]] or tests
-    return sorted(reach, key=lambda t: stem not in texts[t])
+        return sorted(reach, key=lambda t: stem not in texts[t])
+    # Python: every file of the tier (a module is reached through others: test_schemas.py names no
+    # schemas module), those naming the module first
+    return sorted(tests, key=lambda t: (module not in texts[t], stem not in texts[t]))
 
 
 def fast_files() -> list[str]:

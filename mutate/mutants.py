@@ -257,7 +257,10 @@ def python_mutants(path: Path, root: Path = ROOT) -> Iterator[Mutant]:
         again.visit(mutated)
         (target, j), _ = again.sites[index]
         # a number or boolean alone says little: name it with the expression around it
-        shown = _parents(mutated).get(target, target) if isinstance(target, ast.Constant) else target
+        parents = _parents(mutated)
+        shown = parents.get(target, target) if isinstance(target, ast.Constant) else target
+        if isinstance(shown, ast.keyword):  # strict=False says little: name the call
+            shown = parents.get(shown, shown)
         before = ast.unparse(shown)
         _apply((target, j), operator)
         before, after = _names(before, ast.unparse(shown))

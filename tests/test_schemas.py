@@ -126,3 +126,22 @@ def test_a_value_that_is_not_a_whole_number_is_a_type_error_only(source, row, co
     ("not in district", "not 1, 2 or 3") that would send the data owner looking in the wrong place."""
     _, quarantined = run(source, row, **{column: value})
     assert quarantined["rules"].to_list() == [f"{column}_integer"]
+
+
+@pytest.mark.parametrize("source,row,column,value,rule", [
+    ("reports", REPORT, "anmeldt_tid", "31-02-2019 10:00:00", "anmeldt_tid_local_timestamp"),
+    ("dispatches", DISPATCH, "modtaget", "2019-02-31T10:00:00+01:00", "modtaget_iso_timestamp_with_offset"),
+    ("outreach", OUTREACH, "dato", "31-02-2019", "dato_local_date"),
+    ("ambassadors", AMBASSADOR, "aktiv_fra", "30-02-2018", "aktiv_fra_local_date"),
+])
+def test_a_date_in_the_right_format_that_is_not_in_the_calendar_is_quarantined_beside_good_rows(
+        source, row, column, value, rule):
+    """31 February has the format's shape: the row is quarantined under the format's rule, and the
+    other rows of the batch are staged (the parse never raises)."""
+    frame = pl.DataFrame([row, {**row, "line": 3, column: value}],
+                         schema={k: (pl.Int64 if k == "line" else pl.String) for k in row})
+    if source == "ambassadors":
+        frame = frame.with_columns(ambassadoer_id=pl.Series(["TA-1", "TA-2"]))
+    staged, quarantined = validate_rows(SOURCES[source], frame)
+    assert len(staged) == 1 and quarantined["line"].to_list() == [3]
+    assert rule in quarantined["rules"][0].split("; ")
