@@ -145,3 +145,18 @@ def test_a_date_in_the_right_format_that_is_not_in_the_calendar_is_quarantined_b
     staged, quarantined = validate_rows(SOURCES[source], frame)
     assert len(staged) == 1 and quarantined["line"].to_list() == [3]
     assert rule in quarantined["rules"][0].split("; ")
+
+
+def test_an_offence_of_exactly_120_characters_is_valid():
+    staged, quarantined = run("reports", REPORT, overtraedelse="x" * 120)
+    assert len(staged) == 1 and len(quarantined) == 0
+
+
+@pytest.mark.parametrize("changes", [
+    {"disponeret": "2019-02-01T00:30:00+01:00"},                                        # dispatched as received
+    {"fremme": "2019-02-01T00:30:00+01:00", "disponeret": None},                       # on scene as received
+    {"fremme": "2019-02-02T00:30:00+01:00", "disponeret": None, "afsluttet": None},    # exactly 24 hours later
+])
+def test_dispatch_time_rules_include_their_boundary(changes):
+    staged, quarantined = run("dispatches", DISPATCH, **changes)
+    assert len(quarantined) == 0 and len(staged) == 1
