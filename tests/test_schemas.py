@@ -160,3 +160,10 @@ def test_an_offence_of_exactly_120_characters_is_valid():
 def test_dispatch_time_rules_include_their_boundary(changes):
     staged, quarantined = run("dispatches", DISPATCH, **changes)
     assert len(quarantined) == 0 and len(staged) == 1
+
+
+@pytest.mark.parametrize("source,row", [("reports", REPORT), ("dispatches", DISPATCH),
+                                        ("outreach", OUTREACH), ("ambassadors", AMBASSADOR)])
+def test_a_row_without_a_municipality_is_quarantined_as_required(source, row):
+    staged, quarantined = run(source, row, kommunekode=None)
+    assert len(staged) == 0 and quarantined["rules"][0].split("; ") == ["kommunekode_required"]
