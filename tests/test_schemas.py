@@ -167,3 +167,19 @@ def test_dispatch_time_rules_include_their_boundary(changes):
 def test_a_row_without_a_municipality_is_quarantined_as_required(source, row):
     staged, quarantined = run(source, row, kommunekode=None)
     assert len(staged) == 0 and quarantined["rules"][0].split("; ") == ["kommunekode_required"]
+
+
+@pytest.mark.parametrize("source,row", [("reports", REPORT), ("dispatches", DISPATCH),
+                                        ("outreach", OUTREACH), ("ambassadors", AMBASSADOR)])
+def test_every_required_column_is_named_when_missing_and_the_others_may_be_empty(source, row):
+    columns = SOURCES[source].model.to_schema().columns
+    for name in row:
+        if name == "line":
+            continue
+        staged, quarantined = run(source, row, **{name: None})
+        rules = quarantined["rules"][0].split("; ") if len(quarantined) else []
+        if columns[name].nullable:
+            assert len(staged) == 1 and f"{name}_required" not in rules, (source, name)
+        else:
+            assert len(staged) == 0 and f"{name}_required" in rules, (source, name)
+    assert {n for n in row if n != "line" and not columns[n].nullable} >= {"kommunekode"}
