@@ -187,3 +187,13 @@ def test_every_required_column_is_named_when_missing_and_the_optional_ones_may_b
             assert len(staged) == 1, (source, name)
         else:
             assert len(staged) == 0 and f"{name}_required" in rules, (source, name, rules)
+
+
+@pytest.mark.parametrize("source,row,changes", [
+    ("reports", REPORT, {"gerningstid_fra": REPORT["anmeldt_tid"]}),            # began when reported
+    ("outreach", OUTREACH, {"antal": "1"}),                                     # the least count
+    ("ambassadors", AMBASSADOR, {"aktiv_fra": "01-01-2018", "aktiv_til": "01-01-2018"}),  # one day
+])
+def test_the_other_rules_include_their_boundary(source, row, changes):
+    staged, quarantined = run(source, row, **changes)
+    assert len(quarantined) == 0 and len(staged) == 1
