@@ -663,3 +663,22 @@ def test_hostile_cli_values_are_refused_for_their_own_reason(tmp_path, builds, a
     assert list(cwd.iterdir()) == []  # no report written anywhere
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "work" not in p.parts) == before
     assert figures(release)[0] == current and store.load_manifest(warehouse)["current"] == current
+
+
+def test_the_threshold_summary_counts_each_sources_ingested_files_only(tmp_path):
+    """Per source: its own ingested files (a rejected file counts nowhere); a source with nothing
+    read has share 0."""
+    from flows.ingest.extract import FileResult
+
+    def result(identity, source, status, read, bad):
+        return FileResult(identity, source, identity, "0" * 64, 1, 0, "utf-8", status, None, read, read - bad, bad)
+
+    results = [result("reports/a.csv", "reports", "ingested", 300, 30),
+               result("reports/b.csv", "reports", "rejected", 0, 0),
+               result("dispatches/a.jsonl", "dispatches", "ingested", 1000, 0),
+               result("outreach/a.csv", "outreach", "rejected", 0, 0)]
+    settings = Settings(tmp_path / "landing", tmp_path / "state", tmp_path / "warehouse", max_quarantine_share=0.2)
+    summary = threshold_summary(results, settings, "test")
+    assert summary["reports"] == {"files": 1, "read": 300, "quarantined": 30, "staged": 270, "share": 0.1}
+    assert summary["dispatches"] == {"files": 1, "read": 1000, "quarantined": 0, "staged": 1000, "share": 0.0}
+    assert summary["outreach"] == {"files": 0, "read": 0, "quarantined": 0, "staged": 0, "share": 0.0}
