@@ -682,3 +682,11 @@ def test_the_threshold_summary_counts_each_sources_ingested_files_only(tmp_path)
     assert summary["reports"] == {"files": 1, "read": 300, "quarantined": 30, "staged": 270, "share": 0.1}
     assert summary["dispatches"] == {"files": 1, "read": 1000, "quarantined": 0, "staged": 1000, "share": 0.0}
     assert summary["outreach"] == {"files": 0, "read": 0, "quarantined": 0, "staged": 0, "share": 0.0}
+
+
+def test_the_threshold_defaults_are_the_contracts(monkeypatch):
+    """SPEC 3: above 5 % quarantined, and only when the run read at least 200 rows of the source."""
+    monkeypatch.delenv("POLITIKPI_MAX_QUARANTINE_SHARE", raising=False)
+    monkeypatch.delenv("POLITIKPI_MIN_ROWS_FOR_THRESHOLD", raising=False)
+    settings = Settings()
+    assert (settings.max_quarantine_share, settings.min_rows_for_threshold) == (0.05, 200)
