@@ -88,7 +88,8 @@ def ordered_tests(mutant: Mutant, tests: list[str], copy: Path) -> list[str]:
         return sorted(reach, key=lambda t: stem not in texts[t])
     # Python: every file of the tier (a module is reached through others: test_schemas.py names no
     # schemas module), those naming the module first
-    return sorted(tests, key=lambda t: (module not in texts[t], stem not in texts[t]))
+    return sorted(tests, key=lambda t: (module not in texts[t] and Path(t).stem.removeprefix("test_") not in module,
+                                        stem not in texts[t]))
 
 
 def fast_files() -> list[str]:
