@@ -377,6 +377,20 @@ def test_year_over_year_outreach_has_a_row_per_activity_summing_antal(tmp_path):
     assert con.execute("select distinct months_with_data from kpi_year_over_year").fetchall() == [(1,)]
 
 
+def test_year_over_year_response_measures_are_over_all_causes_and_months_counted_once(tmp_path):
+    con = build(tmp_path,
+                reports=[report("R1", "2019-03-01T10:00:00Z", code=340),
+                         report("R2", "2019-03-02T10:00:00Z", code=320)],
+                callouts=[callout("A", "2019-05-10T12:00:00Z", 300, code=340, cause="husspektakel"),
+                          callout("B", "2019-05-11T12:00:00Z", 900, code=340, cause="indbrud_igang")],
+                outreach=[activity("2019-02-01", code=360), activity("2019-02-02", code=320, line=3)])
+    for code in (340, None):
+        assert yoy(con, "mean_response_min")[(2019, code)][0] == 10.0  # (300 + 900) / 2 s, both causes
+    months = dict(con.execute("select measure, max(months_with_data) from kpi_year_over_year "
+                              "where measure in ('reports', 'callouts', 'outreach_foredrag') group by all").fetchall())
+    assert months == {"reports": 1, "callouts": 1, "outreach_foredrag": 1}  # two rows, one month each
+
+
 def test_year_over_year_per_1000_uses_the_nearest_population_year_ties_to_the_earlier(tmp_path, monkeypatch):
     folder = tmp_path / "reference"
     folder.mkdir()
