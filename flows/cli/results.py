@@ -129,9 +129,7 @@ def report(
 
     With --national, the national release's comparison of the districts. Both apply the disclosure
     rules (counts of 1 or 2 as "<3", secondary suppression as "..")."""
-    from flows.release.releases import ReleaseError, checked_release
     from flows.release.report import write_report
-    from flows.release.store import load_manifest
 
     if national and fleet is not None and ctx_source("warehouse") != "COMMANDLINE":
         warehouse = read_fleet_or_fail(fleet).national_warehouse
@@ -139,11 +137,7 @@ def report(
 
     if national and not is_national(warehouse):
         fail(f"{warehouse} is not a national warehouse: give --fleet FILE (its national_warehouse) or --warehouse")
-    manifest = load_manifest(warehouse)
-    try:
-        entry = checked_release(warehouse, release or manifest["current"] or "")
-    except ReleaseError as exc:
-        fail(str(exc) if release else f"no current release in {warehouse}: run `politikpi refresh` first")
+    entry = chosen_release(warehouse, release)
     if out is not None and out.suffix.lower() != ".html":
         fail(f"--out must name an .html file, got {out}")
     target = out or warehouse / "reports" / f"{entry['release_id']}-{year or 'latest'}.html"
@@ -170,16 +164,10 @@ def export(
     The tables are not suppressed: they stay inside the police, like the KPI file they come from."""
     from flows.release.export import FORMATS
     from flows.release.export import export as do_export
-    from flows.release.releases import ReleaseError, checked_release
-    from flows.release.store import load_manifest
 
     if format not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
-    manifest = load_manifest(warehouse)
-    try:
-        entry = checked_release(warehouse, release or manifest["current"] or "")
-    except ReleaseError as exc:
-        fail(str(exc) if release else f"no current release in {warehouse}: run `politikpi refresh` first")
+    entry = chosen_release(warehouse, release)
     if format == "xlsx" and out is not None and out.suffix.lower() != ".xlsx":
         fail(f"--out must name an .xlsx file for --format xlsx, got {out}")
     target = out or warehouse / "exports" / f"{entry['release_id']}.{format}"
@@ -188,3 +176,14 @@ def export(
         written = do_export(source, target, format, progress=lambda t: status.update(f"exported {t}"))
     console.print(f"[bold green]OK[/]: wrote {target}: {len(written)} tables, "
                   f"{sum(n for _, n in written):,} rows", soft_wrap=True)
+
+
+def chosen_release(warehouse: Path, release: str | None) -> dict:
+    """The manifest entry of the release asked for, or of the current one; one line if there is none."""
+    from flows.release.releases import ReleaseError, checked_release
+    from flows.release.store import load_manifest
+
+    try:
+        return checked_release(warehouse, release or load_manifest(warehouse)["current"] or "")
+    except ReleaseError as exc:
+        fail(str(exc) if release else f"no current release in {warehouse}: run `politikpi refresh` first")
