@@ -261,9 +261,13 @@ def python_mutants(path: Path, root: Path = ROOT) -> Iterator[Mutant]:
         shown = parents.get(target, target) if isinstance(target, ast.Constant) else target
         if isinstance(shown, ast.keyword):  # strict=False says little: name the call
             shown = parents.get(shown, shown)
-        before = ast.unparse(shown)
+        # a field's rule (pa.Field(nullable=False)) reads the same on every field: name its field
+        owner = parents.get(shown)
+        field = (f"{owner.target.id}: " if isinstance(owner, ast.AnnAssign) and owner.value is shown
+                 and isinstance(owner.target, ast.Name) else "")
+        before = field + ast.unparse(shown)
         _apply((target, j), operator)
-        before, after = _names(before, ast.unparse(shown))
+        before, after = _names(before, field + ast.unparse(shown))
         seen[(before, after)] += 1
         yield Mutant(rel, node.lineno, operator, before, after, seen[(before, after)], ast.unparse(mutated) + "\n")
 
