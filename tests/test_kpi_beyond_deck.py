@@ -391,6 +391,19 @@ def test_year_over_year_response_measures_are_over_all_causes_and_months_counted
     assert months == {"reports": 1, "callouts": 1, "outreach_foredrag": 1}  # two rows, one month each
 
 
+def test_year_over_year_response_measures_carry_their_own_years_months_one_row_per_key(tmp_path):
+    con = build(tmp_path, callouts=[callout("A", "2019-05-10T12:00:00Z", 300, code=340),
+                                    callout("B", "2020-01-10T12:00:00Z", 600, code=340),
+                                    callout("C", "2020-02-10T12:00:00Z", 900, code=340)])
+    rows = con.execute("""select year, municipality_code, measure, value, prev_value, months_with_data
+                          from kpi_year_over_year where measure = 'mean_response_min' order by all""").fetchall()
+    assert rows == [(2019, 340, "mean_response_min", 5.0, None, 1), (2019, None, "mean_response_min", 5.0, None, 1),
+                    (2020, 340, "mean_response_min", 12.5, 5.0, 2),
+                    (2020, None, "mean_response_min", 12.5, 5.0, 2)]
+    assert con.execute("""select count(*) from (select year, municipality_code, measure from kpi_year_over_year
+                          group by all having count(*) > 1)""").fetchone() == (0,)
+
+
 def test_year_over_year_per_1000_uses_the_nearest_population_year_ties_to_the_earlier(tmp_path, monkeypatch):
     folder = tmp_path / "reference"
     folder.mkdir()
@@ -399,8 +412,8 @@ def test_year_over_year_per_1000_uses_the_nearest_population_year_ties_to_the_ea
             if line.startswith("municipality_code") or int(line.split(",")[0]) in NAMES]
     (folder / "municipalities.csv").write_text("\n".join(deck) + "\n", encoding="utf-8")  # one district
     lines = ["municipality_code,year,population,source"]
-    for code in NAMES:  # 2017 and 2019 for every municipality: for 2018 the tie goes to 2017
-        lines += [f"{code},2017,{code * 100},test", f"{code},2019,{code * 200},test"]
+    for code in NAMES:  # 2017 and 2019 (Vordingborg: 2020) for every municipality: for 2018 the tie goes to 2017
+        lines += [f"{code},2017,{code * 100},test", f"{code},{2020 if code == 390 else 2019},{code * 200},test"]
     (folder / "population.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     monkeypatch.setenv("POLITIKPI_REFERENCE", str(folder))
     con = build(tmp_path, reports=[report("4100-00001-00001-18", "2018-03-01T10:00:00Z", code=340),
@@ -411,8 +424,10 @@ def test_year_over_year_per_1000_uses_the_nearest_population_year_ties_to_the_ea
     assert rates[(2020, 340)][0] == pytest.approx(1000 / 68_000) and rates[(2020, 340)][4] == 2019
     assert (2019, 340) not in rates  # no report in 2019: the year has no data in the source, no rows
     assert rates[(2020, 340)][1] is None  # so 2020's prev_value is NULL
+    assert rates[(2020, 390)][0] == pytest.approx(1000 / 78_000) and rates[(2020, 390)][4] == 2020
     district_2020 = 2 * 1000 / sum(code * 200 for code in NAMES)
-    assert rates[(2020, None)][0] == pytest.approx(district_2020) and rates[(2020, None)][4] == 2019
+    # the district's figure sums its municipalities' (2019 for six, 2020 for one); its year is the latest of them
+    assert rates[(2020, None)][0] == pytest.approx(district_2020) and rates[(2020, None)][4] == 2020
     assert rates[(2020, 370)][0] == 0.0
     # dim_municipality holds the latest figure held and its year
     assert con.execute("select population, population_year from dim_municipality where municipality_code = 340"
