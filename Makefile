@@ -7,7 +7,7 @@ LANDING ?= $(or $(POLITIKPI_LANDING),data/landing)
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: venv run test test-fast mutate lint docs bench drill fleet-drill chaos soak serve clean clean-data chromium
+.PHONY: venv run test test-fast mutate rules lint docs bench drill fleet-drill chaos soak serve clean clean-data chromium
 
 # uv installs the locked set (constraints.txt) in seconds where pip takes half a minute; if uv
 # cannot reach the registry (an index only pip is configured for), pip does it. uv compiles the
@@ -48,6 +48,11 @@ test-fast: venv
 ## tier against it; prints the score and every survivor (ONLY=sql/kpi to mutate some files; JOBS copies at once)
 mutate: venv
 	$(BIN)/python -m mutate $(if $(ONLY),--only $(ONLY)) --jobs $(or $(JOBS),2)
+
+## make rules: each rule of SPEC 2.5, 4, 4.1 and 5 with its bug planted (mutate/rules.toml): its test must
+## fail; writes docs/rules.md (RULE=4.1 for one section or the rules holding a word, without the doc)
+rules: venv
+	$(BIN)/python -m mutate --rules $(if $(RULE),--rule $(RULE),--doc)
 
 # Debian's chromium for the report's screenshot test; where apt-get cannot, that test skips.
 chromium:

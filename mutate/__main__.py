@@ -6,6 +6,7 @@ listed once, with a reason each, in mutate/equivalent.toml.
     python -m mutate                      # every mutant; prints the score per folder
     python -m mutate --only sql/kpi       # the mutants of some files or folders
     python -m mutate --list               # the mutants, without running anything
+    python -m mutate --rules --doc        # each SPEC rule's planted bug against its test (`make rules`)
 
 The copies live in a temporary folder; the project itself is never written. Each copy runs one
 mutant at a time (--jobs copies at once); a mutant's tests stop at the first failure (-x).
@@ -129,7 +130,20 @@ def main(argv: list[str] | None = None) -> int:
                         "the unmutated tier's time)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--include-equivalent", action="store_true", help="run the known equivalent mutants too")
+    parser.add_argument("--rules", action="store_true", help="instead: plant each SPEC rule's bug (mutate/rules.toml) "
+                        "and run that rule's test alone, which must fail (`make rules`)")
+    parser.add_argument("--rule", default="", help="with --rules: the rules of one SPEC section (4.1) or whose "
+                        "text holds this word")
+    parser.add_argument("--doc", action="store_true", help="with --rules: write the table to docs/rules.md")
     args = parser.parse_args(argv)
+    if args.rules:
+        from mutate import rules
+
+        workdir = Path(tempfile.mkdtemp(prefix="politikpi-rules-"))
+        try:
+            return rules.main(args.rule, args.doc, workdir, lambda target: scratch_copy(target, project_files()))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     mutants = all_mutants(only=tuple(args.only))
     known = equivalents()

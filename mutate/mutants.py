@@ -83,7 +83,7 @@ def _sql_variants(node: exp.Expression) -> Iterator[tuple[str, Callable[[exp.Exp
         yield "count(distinct) -> count", lambda n: exp.Count(this=n.this.expressions[0])
     elif isinstance(node, exp.Count) and node.this is not None and not isinstance(node.this, exp.Star):
         yield "count -> count(distinct)", lambda n: exp.Count(this=exp.Distinct(expressions=[n.this]))
-    elif isinstance(node, exp.And) and isinstance(_clause(node), (exp.Where, exp.Having, exp.Join, exp.Qualify)):
+    elif isinstance(node, exp.And) and _is_condition(node):
         yield "drop conjunct", lambda n: n.left
         yield "drop conjunct", lambda n: n.right
 
@@ -96,12 +96,14 @@ def _nudge(node: exp.Literal) -> exp.Expression:
     return exp.Literal.number(int(text) + 1)
 
 
-def _clause(node: exp.Expression) -> exp.Expression | None:
-    """The clause an AND sits in (through other ANDs and parentheses)."""
-    parent = node.parent
-    while isinstance(parent, (exp.And, exp.Paren)):
-        parent = parent.parent
-    return parent
+def _is_condition(node: exp.And) -> bool:
+    """An AND in a where, having, join, qualify, or a CASE's WHEN (not in what a WHEN gives)."""
+    top = node
+    while isinstance(top.parent, (exp.And, exp.Paren)):
+        top = top.parent
+    clause = top.parent
+    return isinstance(clause, (exp.Where, exp.Having, exp.Join, exp.Qualify)) or (
+        isinstance(clause, exp.If) and clause.this is top)
 
 
 def _line(node: exp.Expression, default: int) -> int:
