@@ -3,9 +3,9 @@ bug that proves the test can fail (mutate/rules.toml).
 
 Each rule names one bug: a mutant of `make mutate` (by its name, as `python -m mutate --list` prints
 it) or, for a rule `make mutate` does not reach (the ingest and publish code), a plant: a piece of
-a file and what it becomes. The run plants each bug in a scratch copy of the project, runs the
-rule's test alone and expects it to fail; a rule whose test still passes is reported and the run
-fails. `--doc` writes the table to docs/rules.md.
+a file and what it becomes (or several at once, for a rule guarded in two places). The run plants
+each bug in a scratch copy of the project, runs the rule's test alone and expects it to fail; a
+rule whose test still passes is reported and the run fails. `--doc` writes the table to docs/rules.md.
 
     python -m mutate --rules              # every rule
     python -m mutate --rules --rule 4.1   # the rules of a section (or whose text holds a word)
@@ -35,20 +35,33 @@ class Rule:
     rule: str
     test: str  # a pytest node id
     mutant: str = ""  # a `make mutate` mutant's name
-    file: str = ""  # or a plant: in this file,
-    old: str = ""  # this text (exactly once)
-    new: str = ""  # becomes this
+    plants: tuple[Plant, ...] = ()  # or plants, all at once (a rule guarded in two places needs both)
 
     @property
     def bug(self) -> str:
         if self.mutant:
             return self.mutant
-        return f"{self.file}: {' '.join(self.old.split())} -> {' '.join(self.new.split())}"
+        return "; ".join(f"{p.file}: {' '.join(p.old.split())} -> {' '.join(p.new.split())}" for p in self.plants)
+
+
+@dataclass(frozen=True)
+class Plant:
+    file: str  # in this file,
+    old: str  # this text (exactly once)
+    new: str  # becomes this
 
 
 def rules(path: Path = RULES) -> list[Rule]:
+    """The rules; a rule's plant is given as file, old, new, or as a list of them under [[rule.plant]]."""
     with open(path, "rb") as fh:
-        return [Rule(**entry) for entry in tomllib.load(fh)["rule"]]
+        entries = tomllib.load(fh)["rule"]
+    listed = []
+    for entry in entries:
+        plants = [Plant(**p) for p in entry.pop("plant", [])]
+        if "file" in entry:
+            plants.append(Plant(entry.pop("file"), entry.pop("old"), entry.pop("new")))
+        listed.append(Rule(**entry, plants=tuple(plants)))
+    return listed
 
 
 def problems(listed: list[Rule], root: Path = ROOT) -> list[str]:
@@ -57,39 +70,41 @@ def problems(listed: list[Rule], root: Path = ROOT) -> list[str]:
     names = {m.name for m in all_mutants(root)}
     found = []
     for r in listed:
-        if bool(r.mutant) == bool(r.file):
+        if bool(r.mutant) == bool(r.plants):
             found.append(f"{r.spec} {r.rule}: give a mutant or a plant (file, old, new), not both")
         elif r.mutant and r.mutant not in names:
             found.append(f"{r.spec} {r.rule}: no mutant is named {r.mutant!r}")
-        elif r.file:
-            count = (root / r.file).read_text(encoding="utf-8").count(r.old) if (root / r.file).is_file() else 0
-            if count != 1 or r.old == r.new:
-                found.append(f"{r.spec} {r.rule}: {r.file} holds the plant's text {count} times (must be once)")
+        for p in r.plants:
+            count = (root / p.file).read_text(encoding="utf-8").count(p.old) if (root / p.file).is_file() else 0
+            if count != 1 or p.old == p.new:
+                found.append(f"{r.spec} {r.rule}: {p.file} holds the plant's text {count} times (must be once)")
         path, _, name = r.test.partition("::")
         if not (root / path).is_file() or f"def {name.split('[')[0]}(" not in (root / path).read_text(encoding="utf-8"):
             found.append(f"{r.spec} {r.rule}: no test {r.test}")
     return found
 
 
-def planted(rule: Rule, copy: Path) -> tuple[Path, str]:
-    """Write the rule's bug into the copy; returns the file and its text before."""
+def planted(rule: Rule, copy: Path) -> dict[Path, str]:
+    """Write the rule's bug into the copy; returns each changed file's text before."""
     if rule.mutant:
         mutant = next(m for m in all_mutants(copy) if m.name == rule.mutant)
-        path, text = copy / mutant.file, mutant.text
+        changes = {copy / mutant.file: mutant.text}
     else:
-        path = copy / rule.file
-        before = path.read_text(encoding="utf-8")
-        text = before.replace(rule.old, rule.new)
-    original = path.read_text(encoding="utf-8")
-    path.write_text(text, encoding="utf-8")
-    return path, original
+        changes = {}
+        for p in rule.plants:
+            path = copy / p.file
+            changes[path] = changes.get(path, path.read_text(encoding="utf-8")).replace(p.old, p.new)
+    originals = {path: path.read_text(encoding="utf-8") for path in changes}
+    for path, text in changes.items():
+        path.write_text(text, encoding="utf-8")
+    return originals
 
 
 def run(selected: list[Rule], copy: Path) -> list[dict]:
     results = []
     env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
     for i, rule in enumerate(selected, 1):
-        path, original = planted(rule, copy)
+        originals = planted(rule, copy)
         started = time.perf_counter()
         try:
             proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
@@ -99,7 +114,8 @@ def run(selected: list[Rule], copy: Path) -> list[dict]:
         except subprocess.TimeoutExpired:
             status = "timeout"
         finally:
-            path.write_text(original, encoding="utf-8")
+            for path, text in originals.items():
+                path.write_text(text, encoding="utf-8")
         seconds = time.perf_counter() - started
         results.append({"spec": rule.spec, "rule": rule.rule, "test": rule.test, "bug": rule.bug,
                         "status": status, "seconds": round(seconds, 1)})

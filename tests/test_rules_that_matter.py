@@ -446,6 +446,21 @@ def jsonl_records(path: Path) -> int:
     return sum(1 for line in landing_text(path).split(b"\n") if line.strip())
 
 
+def test_x_csv_and_x_csv_gz_are_one_file_identity_and_the_one_sorting_last_is_delivered(tmp_path):
+    """SPEC 2.5: the identity is the path without `.gz`; of two paths with one identity, the one
+    sorting last is the delivery and the other is refused as superseded (never a second file)."""
+    landing = tmp_path / "landing"
+    (landing / "reports").mkdir(parents=True)
+    body = "journalnr;anmeldt_tid\n"
+    (landing / "reports" / "a.csv").write_text(body, encoding="utf-8")
+    (landing / "reports" / "a.csv.gz").write_bytes(gzip.compress(body.encode()))
+    (landing / "reports" / "b.csv.gz").write_bytes(gzip.compress(body.encode()))
+    files, refused = extract.scan_landing(landing)
+    assert [(f.identity, f.path) for f in files] == [("reports/a.csv", "reports/a.csv.gz"),
+                                                     ("reports/b.csv", "reports/b.csv.gz")]
+    assert refused == [("reports/a.csv", "superseded by reports/a.csv.gz (same file identity)")]
+
+
 def test_rows_read_equals_the_records_in_each_landing_file_counted_independently(tmp_path, small_landing):
     landing, st = tmp_path / "landing", tmp_path / "state"
     for folder in ("reports", "dispatches"):
