@@ -546,6 +546,12 @@ def test_data_quality_attributes_each_key_of_a_quarantined_row_on_its_own(tmp_pa
             quarantined("reports", r, '{"anmeldt_tid": "30-02-2019 10:00:00", "kommunekode": "370"}'),  # no 30 Feb
             quarantined("reports", r, '{"anmeldt_tid": "2019-02-03 10:00", "kommunekode": "370"}'),  # wrong format
             quarantined("reports", r, '{"anmeldt_tid": "31-03-2019 02:30:00", "kommunekode": "0370"}'),  # gap hour
+            # another source's format is not the format, nor is a day written with one digit
+            quarantined("reports", r, '{"anmeldt_tid": "1-03-2019 10:00:00", "kommunekode": "370"}'),
+            quarantined("reports", r, '{"anmeldt_tid": "2019-03-01T10:00:00+01:00", "kommunekode": "370"}'),
+            quarantined("reports", r, '{"anmeldt_tid": "01-03-2019", "kommunekode": "370"}'),
+            quarantined("dispatches", d, '{"modtaget": "01-03-2019 10:00:00", "kommunekode": "360"}'),
+            quarantined("outreach", o, '{"dato": "1-3-2019", "kommunekode": "390"}'),
             quarantined("reports", r, None, kind="line"),  # broken line: length and hash only
             quarantined("dispatches", d, '{"modtaget": "2019-01-31T23:30:00Z", "kommunekode": "\\"360\\""}'),
             quarantined("dispatches", d, '{"modtaget": "2019-01-31T23:30:00", "kommunekode": "360"}'),  # no offset
@@ -562,14 +568,15 @@ def test_data_quality_attributes_each_key_of_a_quarantined_row_on_its_own(tmp_pa
         ("2019-02-01", 370, "reports"): (2, 0, 0.0),
         ("2019-02-01", 340, "reports"): (1, 0, 0.0),
         ("2019-02-01", None, "reports"): (0, 1, 1.0),      # bad municipality code: municipality NULL
-        (None, 370, "reports"): (0, 2, 1.0),               # no such date, wrong format: month NULL
+        (None, 370, "reports"): (0, 5, 1.0),               # no such date, wrong format: month NULL
         ("2019-03-01", 370, "reports"): (0, 1, 1.0),       # a spring-gap time still has a real date
         (None, None, "reports"): (0, 1, 1.0),              # the broken line
         ("2019-02-01", 360, "dispatches"): (1, 0, 0.0),    # local month, not UTC's January
         ("2019-02-01", None, "dispatches"): (0, 1, 1.0),   # "360" as a JSON string is not a code
-        (None, 360, "dispatches"): (0, 1, 1.0),            # a timestamp without offset has not the format
+        (None, 360, "dispatches"): (0, 2, 1.0),            # without an offset, or the reports' format
         ("2019-02-01", 390, "outreach"): (1, 0, 0.0),      # rows, not antal
         ("2019-02-01", None, "outreach"): (0, 1, 1.0),
+        (None, 390, "outreach"): (0, 1, 1.0),              # a one-digit day is not DD-MM-YYYY
     }  # the rejected file and the ambassadors count nowhere
 
 

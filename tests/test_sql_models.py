@@ -150,6 +150,8 @@ def test_cancelled_and_unmeasured_callouts_have_no_response_time_but_count(tmp_p
         callout("H4", "2019-05-10T12:00:00Z", None),
     ])
     assert con.execute("select sum(callouts) from kpi_callouts").fetchone()[0] == 4
+    assert con.execute("select incident_id, response_seconds, response_min from fct_callouts order by all").fetchall() \
+        == [("H1", 600, 10.0), ("H2", None, None), ("H3", None, None), ("H4", None, None)]
     assert con.execute("""select responses, max_min from kpi_response_times where period_grain = 'year'
                       and municipality_code is null and cause is null""").fetchone() == (1, 10.0)
 
