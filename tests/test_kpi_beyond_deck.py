@@ -238,13 +238,16 @@ def test_trend_change_and_its_interval_match_a_hand_computation(tmp_path):
     prev = [300 + (i * 53) % 500 for i in range(24)]     # 2017, six a quarter
     cur = [360 + (i * 71) % 600 for i in range(24)]      # 2018, six a quarter: 1.9 minutes slower
     same = [300 + (i * 53) % 500 for i in range(24)]     # Lolland: the same both years
+    base = [300 + (i * 37) % 300 for i in range(24)]     # Sorø: 30 s faster in 2018, within the noise:
+    faster = [s - 30 for s in base]                      # the interval's upper end lies between 0 and 1
     rows = []
-    for year, seconds, code in ((2017, prev, 370), (2018, cur, 370), (2017, same, 360), (2018, same, 360)):
+    for year, seconds, code in ((2017, prev, 370), (2018, cur, 370), (2017, same, 360), (2018, same, 360),
+                                (2017, base, 340), (2018, faster, 340)):
         days = [d for q in range(1, 5) for d in quarter_days(year, q, 6)]
         rows += [callout(f"{code}-{year}-{i}", day, s, code=code) for i, (day, s) in enumerate(zip(days, seconds,
                                                                                                     strict=True))]
     con = build(tmp_path, callouts=rows)
-    for code, now, before in ((370, cur, prev), (360, same, same)):
+    for code, now, before in ((370, cur, prev), (360, same, same), (340, faster, base)):
         row = trend_row(con, "2018-10-01", code, "husspektakel")
         change = minutes(statistics.mean(now)) - minutes(statistics.mean(before))
         half = 1.96 * math.sqrt(minutes(statistics.stdev(now)) ** 2 / len(now)
@@ -259,13 +262,16 @@ def test_trend_change_and_its_interval_match_a_hand_computation(tmp_path):
             assert row["change_pct"] == pytest.approx(100 * change / minutes(statistics.mean(before)))
     assert trend_row(con, "2018-10-01", 370, "husspektakel")["change_significant"] is True
     assert trend_row(con, "2018-10-01", 360, "husspektakel")["change_significant"] is False
-    # the district pools both municipalities' responses: 48 against 48
+    soroe = trend_row(con, "2018-10-01", 340, "husspektakel")
+    assert soroe["change_min"] == pytest.approx(-0.5) and 0 < soroe["change_ci_high_min"] < 1
+    assert soroe["change_significant"] is False
+    # the district pools the municipalities' responses: 72 against 72
     district = trend_row(con, "2018-10-01")
-    both_now, both_before = cur + same, prev + same
+    both_now, both_before = cur + same + faster, prev + same + base
     change = minutes(statistics.mean(both_now) - statistics.mean(both_before))
-    half = 1.96 * math.sqrt(minutes(statistics.stdev(both_now)) ** 2 / 48
-                            + minutes(statistics.stdev(both_before)) ** 2 / 48)
-    assert (district["responses"], district["prev_responses"]) == (48, 48)
+    half = 1.96 * math.sqrt(minutes(statistics.stdev(both_now)) ** 2 / 72
+                            + minutes(statistics.stdev(both_before)) ** 2 / 72)
+    assert (district["responses"], district["prev_responses"]) == (72, 72)
     assert district["change_ci_low_min"] == pytest.approx(change - half)
     assert district["median_min"] == pytest.approx(minutes(statistics.median(both_now)))
 
@@ -453,9 +459,10 @@ def test_goals_follow_the_three_smaller_municipalities_and_the_spread(tmp_path):
     for code, years in plan.items():
         for year, (n, seconds) in zip((2018, 2019), years, strict=True):
             rows += [callout(f"{code}-{year}-{i}", f"{year}-05-10T12:00:00Z", seconds, code=code) for i in range(n)]
+    rows += [callout(f"320-2020-{i}", "2020-05-10T12:00:00Z", 540, code=320) for i in range(20)]  # Faxe again
     con = build(tmp_path, callouts=rows)
     got = goals(con)
-    assert set(got) == {(y, g, c) for y in (2018, 2019) for g, c in
+    assert set(got) == {(y, g, c) for y in (2018, 2019, 2020) for g, c in
                         [("shrink_spread", None), ("improve_small_municipality", 320),
                          ("improve_small_municipality", 340), ("improve_small_municipality", 360)]}
     soroe = got[(2019, "improve_small_municipality", 340)]
@@ -467,6 +474,9 @@ def test_goals_follow_the_three_smaller_municipalities_and_the_spread(tmp_path):
     faxe = got[(2019, "improve_small_municipality", 320)]
     assert (faxe["value"], faxe["prev_value"], faxe["change"], faxe["responses"]) == (10.0, 12.0, -2.0, 19)
     assert faxe["met"] is None  # 19 responses in 2019
+    faxe = got[(2020, "improve_small_municipality", 320)]
+    # 20 responses in 2020, but 19 the year before: met NULL
+    assert (faxe["value"], faxe["prev_value"], faxe["responses"], faxe["met"]) == (9.0, 10.0, 20, None)
     lolland = got[(2019, "improve_small_municipality", 360)]
     assert (lolland["value"], lolland["prev_value"], lolland["responses"], lolland["met"]) == (None, 20.0, 0, None)
     assert lolland["gap_min"] is None and lolland["change"] is None

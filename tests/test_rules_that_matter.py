@@ -461,6 +461,26 @@ def test_x_csv_and_x_csv_gz_are_one_file_identity_and_the_one_sorting_last_is_de
     assert refused == [("reports/a.csv", "superseded by reports/a.csv.gz (same file identity)")]
 
 
+def test_a_repeated_ambassador_id_is_quarantined_within_one_roster_never_across_rosters(tmp_path):
+    """SPEC 2.5: each roster file is a complete snapshot, so the same ambassador in two rosters is two
+    valid rows; an id repeated within one roster quarantines every copy (rosters validate file by file)."""
+    landing, st = tmp_path / "landing", tmp_path / "state"
+    (landing / "ambassadors").mkdir(parents=True)
+    header = "ambassadoer_id;lokalomraade;kommunekode;aktiv_fra;aktiv_til;navn\n"
+    row = "{id};Bårse Nord;390;01-01-2018;;Navn Navnesen\n"
+    (landing / "ambassadors" / "2019-01.csv").write_text(header + row.format(id="TA-1") + row.format(id="TA-2"),
+                                                         encoding="utf-8")
+    (landing / "ambassadors" / "2019-06.csv").write_text(
+        header + row.format(id="TA-1") + row.format(id="TA-3") + row.format(id="TA-3"), encoding="utf-8")
+    ingest(landing, st, check_threshold=False)
+    with state.connect(st, read_only=True) as con:
+        staged = con.execute("select file_identity, ambassadoer_id from staged_ambassadors order by all").fetchall()
+        quarantined = con.execute("select file_identity, line, rules from quarantine order by all").fetchall()
+    assert staged == [("ambassadors/2019-01.csv", "TA-1"), ("ambassadors/2019-01.csv", "TA-2"),
+                      ("ambassadors/2019-06.csv", "TA-1")]
+    assert [(f, line) for f, line, _ in quarantined] == [("ambassadors/2019-06.csv", 3), ("ambassadors/2019-06.csv", 4)]
+
+
 def test_rows_read_equals_the_records_in_each_landing_file_counted_independently(tmp_path, small_landing):
     landing, st = tmp_path / "landing", tmp_path / "state"
     for folder in ("reports", "dispatches"):

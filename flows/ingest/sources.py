@@ -34,8 +34,10 @@ class Source:
 
     @property
     def raw_columns(self) -> list[str]:
-        """The columns kept from the raw file: everything but personal data."""
-        return [c for c in self.model.to_schema().columns if c != "line" and c not in self.parsed_columns]
+        """The columns kept from the raw file: the model's, which declares no personal-data column (and
+        never one of PII, should a field be added by mistake)."""
+        return [c for c in self.model.to_schema().columns
+                if c != "line" and c not in self.parsed_columns and c not in self.pii]
 
     @property
     def parsed_columns(self) -> list[str]:
