@@ -274,6 +274,9 @@ def test_trend_change_and_its_interval_match_a_hand_computation(tmp_path):
     assert (district["responses"], district["prev_responses"]) == (72, 72)
     assert district["change_ci_low_min"] == pytest.approx(change - half)
     assert district["median_min"] == pytest.approx(minutes(statistics.median(both_now)))
+    ordered, rank = sorted(both_now), 0.9 * (72 - 1)  # continuous 90th percentile of the pooled window
+    p90 = ordered[int(rank)] + (rank - int(rank)) * (ordered[int(rank) + 1] - ordered[int(rank)])
+    assert district["p90_min"] == pytest.approx(minutes(p90))
 
 
 def test_trend_completeness_flags_and_what_they_withhold(tmp_path):
