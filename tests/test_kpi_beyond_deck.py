@@ -240,14 +240,15 @@ def test_trend_change_and_its_interval_match_a_hand_computation(tmp_path):
     same = [300 + (i * 53) % 500 for i in range(24)]     # Lolland: the same both years
     base = [300 + (i * 37) % 300 for i in range(24)]     # Sorø: 30 s faster in 2018, within the noise:
     faster = [s - 30 for s in base]                      # the interval's upper end lies between 0 and 1
+    flat = [600] * 24                                    # Guldborgsund: 10 minutes, every one, both years
     rows = []
     for year, seconds, code in ((2017, prev, 370), (2018, cur, 370), (2017, same, 360), (2018, same, 360),
-                                (2017, base, 340), (2018, faster, 340)):
+                                (2017, base, 340), (2018, faster, 340), (2017, flat, 376), (2018, flat, 376)):
         days = [d for q in range(1, 5) for d in quarter_days(year, q, 6)]
         rows += [callout(f"{code}-{year}-{i}", day, s, code=code) for i, (day, s) in enumerate(zip(days, seconds,
                                                                                                     strict=True))]
     con = build(tmp_path, callouts=rows)
-    for code, now, before in ((370, cur, prev), (360, same, same), (340, faster, base)):
+    for code, now, before in ((370, cur, prev), (360, same, same), (340, faster, base), (376, flat, flat)):
         row = trend_row(con, "2018-10-01", code, "husspektakel")
         change = minutes(statistics.mean(now)) - minutes(statistics.mean(before))
         half = 1.96 * math.sqrt(minutes(statistics.stdev(now)) ** 2 / len(now)
@@ -265,16 +266,20 @@ def test_trend_change_and_its_interval_match_a_hand_computation(tmp_path):
     soroe = trend_row(con, "2018-10-01", 340, "husspektakel")
     assert soroe["change_min"] == pytest.approx(-0.5) and 0 < soroe["change_ci_high_min"] < 1
     assert soroe["change_significant"] is False
-    # the district pools the municipalities' responses: 72 against 72
+    # no spread and no change: the interval is [0, 0], which does not exclude 0
+    guldborgsund = trend_row(con, "2018-10-01", 376, "husspektakel")
+    assert (guldborgsund["change_ci_low_min"], guldborgsund["change_ci_high_min"]) == (0.0, 0.0)
+    assert guldborgsund["change_significant"] is False
+    # the district pools the municipalities' responses: 96 against 96
     district = trend_row(con, "2018-10-01")
-    both_now, both_before = cur + same + faster, prev + same + base
+    both_now, both_before = cur + same + faster + flat, prev + same + base + flat
     change = minutes(statistics.mean(both_now) - statistics.mean(both_before))
-    half = 1.96 * math.sqrt(minutes(statistics.stdev(both_now)) ** 2 / 72
-                            + minutes(statistics.stdev(both_before)) ** 2 / 72)
-    assert (district["responses"], district["prev_responses"]) == (72, 72)
+    half = 1.96 * math.sqrt(minutes(statistics.stdev(both_now)) ** 2 / 96
+                            + minutes(statistics.stdev(both_before)) ** 2 / 96)
+    assert (district["responses"], district["prev_responses"]) == (96, 96)
     assert district["change_ci_low_min"] == pytest.approx(change - half)
     assert district["median_min"] == pytest.approx(minutes(statistics.median(both_now)))
-    ordered, rank = sorted(both_now), 0.9 * (72 - 1)  # continuous 90th percentile of the pooled window
+    ordered, rank = sorted(both_now), 0.9 * (96 - 1)  # continuous 90th percentile of the pooled window
     p90 = ordered[int(rank)] + (rank - int(rank)) * (ordered[int(rank) + 1] - ordered[int(rank)])
     assert district["p90_min"] == pytest.approx(minutes(p90))
 
@@ -285,7 +290,7 @@ def test_trend_completeness_flags_and_what_they_withhold(tmp_path):
         for q in range(1, 5):
             rows += [callout(f"{year}-{q}-{i}", day, 600 + 30 * i + (60 if year == 2018 else 0))
                      for i, day in enumerate(quarter_days(year, q, 5))]
-    rows += [callout("2019-1", "2019-02-10T12:00:00Z", 900)]
+    rows += [callout("2019-1", "2019-02-10T12:00:00Z", 900), callout("2019-3", "2019-08-10T12:00:00Z", 900)]
     # reports end on 15 August 2018: data_through lies in 2018 Q3, so no window ending later is complete
     con = build(tmp_path, callouts=rows, reports=[report("4100-00001-00001-18", "2018-08-15T10:00:00Z")])
     q3 = trend_row(con, "2018-07-01")
@@ -296,6 +301,15 @@ def test_trend_completeness_flags_and_what_they_withhold(tmp_path):
     assert q4["change_min"] is None and q4["change_significant"] is None
     first = trend_row(con, "2017-01-01")
     assert (first["window_complete"], first["prev_window_complete"]) == (False, False)
+    # the first complete window starts in the first quarter with a response
+    assert trend_row(con, "2017-10-01")["window_complete"] is True
+    # a window a year after data_through's quarter: its comparison window ends in that quarter, so is complete
+    later = trend_row(con, "2019-07-01")
+    assert (later["window_complete"], later["prev_window_complete"]) == (False, True)
+    # outreach ending on 15 August 2018 ends data_through there as well (the last day of its last activity)
+    con = build(tmp_path / "outreach", callouts=rows, outreach=[activity("2018-03-01"), activity("2018-08-15", line=3)])
+    assert trend_row(con, "2018-07-01")["window_complete"] is True
+    assert trend_row(con, "2018-10-01")["window_complete"] is False
     # with the report gone, data_through is the last call-out's day (2019 Q1): 2018 Q4 compares
     con = build(tmp_path / "all", callouts=rows)
     q4 = trend_row(con, "2018-10-01")
@@ -310,8 +324,14 @@ def test_trend_interval_needs_20_responses_in_each_window_and_change_pct_a_nonze
     before = [d for q in range(1, 5) for d in quarter_days(2017, q, 6)][:19]  # 19 responses, on scene at once
     after = [d for q in range(1, 5) for d in quarter_days(2018, q, 6)]        # 24 responses
     con = build(tmp_path, callouts=[callout(f"P{i}", day, 0) for i, day in enumerate(before)]
-                + [callout(f"C{i}", day, 300 + i) for i, day in enumerate(after)])
-    row = trend_row(con, "2018-10-01")
+                + [callout(f"C{i}", day, 300 + i) for i, day in enumerate(after)]
+                # Sorø the other way round: 24 responses, then 19
+                + [callout(f"SP{i}", day.replace("2018", "2017"), 300 + i, code=340) for i, day in enumerate(after)]
+                + [callout(f"SC{i}", day.replace("2017", "2018"), 400 + i, code=340) for i, day in enumerate(before)])
+    soroe = trend_row(con, "2018-10-01", 340)
+    assert (soroe["responses"], soroe["prev_responses"]) == (19, 24) and soroe["change_min"] is not None
+    assert soroe["change_ci_low_min"] is None and soroe["change_significant"] is None  # 19 < 20
+    row = trend_row(con, "2018-10-01", 370)  # Næstved
     assert (row["window_complete"], row["prev_window_complete"]) == (True, True)
     assert (row["responses"], row["prev_responses"], row["prev_mean_min"]) == (24, 19, 0.0)
     assert row["change_min"] == pytest.approx(minutes(statistics.mean(300 + i for i in range(24))))
