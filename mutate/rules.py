@@ -136,7 +136,8 @@ def markdown(results: list[dict]) -> str:
              "",
              "| SPEC | rule | test | planted bug | test with the bug |",
              "|---|---|---|---|---|"]
-    for r in results:
+    order = ["2.5", "4", "4.1", "5"]
+    for r in sorted(results, key=lambda r: order.index(r["spec"]) if r["spec"] in order else len(order)):
         bug = r["bug"].replace("|", "\\|")
         lines.append(f"| {r['spec']} | {r['rule']} | `{r['test']}` | `{bug}` | {r['status']} ({r['seconds']} s) |")
     return "\n".join(lines) + "\n"
