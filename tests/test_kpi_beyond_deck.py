@@ -292,7 +292,8 @@ def test_trend_completeness_flags_and_what_they_withhold(tmp_path):
                      for i, day in enumerate(quarter_days(year, q, 5))]
     rows += [callout("2019-1", "2019-02-10T12:00:00Z", 900), callout("2019-3", "2019-08-10T12:00:00Z", 900)]
     # reports end on 15 August 2018: data_through lies in 2018 Q3, so no window ending later is complete
-    con = build(tmp_path, callouts=rows, reports=[report("4100-00001-00001-18", "2018-08-15T10:00:00Z")])
+    con = build(tmp_path, callouts=rows, reports=[report("4100-00001-00001-18", "2018-08-15T10:00:00Z"),
+                                                  report("4100-00001-00002-18", "2018-01-05T10:00:00Z")])
     q3 = trend_row(con, "2018-07-01")
     assert (q3["window_complete"], q3["prev_window_complete"]) == (True, False)  # 2016 Q4 precedes the first
     assert q3["change_min"] is None and q3["change_pct"] is None and q3["change_ci_low_min"] is None
