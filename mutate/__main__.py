@@ -6,6 +6,7 @@ listed once, with a reason each, in mutate/equivalent.toml.
     python -m mutate                      # every mutant; prints the score per folder
     python -m mutate --only sql/kpi       # the mutants of some files or folders
     python -m mutate --list               # the mutants, without running anything
+    python -m mutate --again              # only what the last run did not kill (after pinning it)
     python -m mutate --rules --doc        # each SPEC rule's planted bug against its test (`make rules`)
 
 The copies live in a temporary folder; the project itself is never written. Each copy runs one
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                         "the unmutated tier's time)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--include-equivalent", action="store_true", help="run the known equivalent mutants too")
+    parser.add_argument("--again", action="store_true", help="run again only what the last run (bench/out/mutate.json) "
+                        "did not kill, against the tests as they are now; the score is over the last run's mutants "
+                        "with these results in place (the after-score once survivors are pinned)")
     parser.add_argument("--rules", action="store_true", help="instead: plant each SPEC rule's bug (mutate/rules.toml) "
                         "and run that rule's test alone, which must fail (`make rules`)")
     parser.add_argument("--rule", default="", help="with --rules: the rules of one SPEC section (4.1) or whose "
@@ -156,22 +160,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(mutants)} mutants")
         return 0
     todo = [m for m in mutants if args.include_equivalent or m.name not in known]
+    previous: list[dict] = []
+    if args.again:
+        previous = [r for r in json.loads((OUT / "mutate.json").read_text(encoding="utf-8"))
+                    if r["name"] in {m.name for m in todo}]
+        done = {r["name"] for r in previous if r["status"] in ("killed", "timeout")}
+        mutants = [m for m in mutants if m.name in {r["name"] for r in previous} or m.name in known]
+        todo = [m for m in todo if m.name in {r["name"] for r in previous} and m.name not in done]
+        previous = [r for r in previous if r["name"] in done]
+        print(f"again: {len(todo)} mutants the last run did not kill; {len(previous)} it killed are kept")
     tests = fast_files()
 
     workdir = Path(tempfile.mkdtemp(prefix="politikpi-mutate-"))
     try:
-        return run_all(args, mutants, todo, known, stale, tests, workdir)
+        return run_all(args, mutants, todo, known, stale, tests, workdir, previous)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_all(args, mutants: list[Mutant], todo: list[Mutant], known: dict, stale: list, tests: list[str],
-            workdir: Path) -> int:
+            workdir: Path, previous: list[dict]) -> int:
     """Run every mutant to do in copies under workdir; print and save the results."""
     files = project_files()
     jobs = max(1, min(args.jobs, len(todo) or 1))
     copies = [scratch_copy(workdir / f"copy{i}", files) for i in range(jobs)]
-    print(f"{len(mutants)} mutants ({len(mutants) - len(todo)} known equivalent, not run); {jobs} copies in {workdir}")
+    equivalent = sum(m.name in known for m in mutants) if not args.include_equivalent else 0
+    print(f"{len(mutants)} mutants ({equivalent} known equivalent, not run); {len(todo)} to run, {jobs} copies "
+          f"in {workdir}")
 
     check = scratch_copy(workdir / "roundtrip", files)
     roundtrip(check)
@@ -221,6 +236,7 @@ def run_all(args, mutants: list[Mutant], todo: list[Mutant], known: dict, stale:
     started = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(one, todo))
+    results = previous + results  # --again: the last run's kills, then what ran now
 
     by_folder: dict[str, Counter] = defaultdict(Counter)
     for m in mutants:
@@ -249,7 +265,7 @@ def run_all(args, mutants: list[Mutant], todo: list[Mutant], known: dict, stale:
             print(f"  {r['file']}:{r['line']}  {r['operator']}: {r['name'].split(': ', 1)[1]}")
     if stale:
         print(f"\n{len(stale)} entries of {EQUIVALENT.relative_to(ROOT)} match no mutant any more: {stale}")
-    print(f"\n{len(results)} mutants run in {time.perf_counter() - started:.0f} s ({jobs} at once)")
+    print(f"\n{len(results) - len(previous)} mutants run in {time.perf_counter() - started:.0f} s ({jobs} at once)")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "mutate.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 1 if survivors or stale else 0
