@@ -45,9 +45,10 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -n 2 -m fast
 
 ## make mutate: plant each mutant of sql/, schemas/, disclosure and the threshold (mutate/) and run the fast
-## tier against it; prints the score and every survivor (ONLY=sql/kpi to mutate some files; JOBS copies at once)
+## tier against it; prints the score and every survivor (ONLY=sql/kpi to mutate some files; JOBS copies at once;
+## AGAIN=1 re-runs only what the last run did not kill)
 mutate: venv
-	$(BIN)/python -m mutate $(if $(ONLY),--only $(ONLY)) --jobs $(or $(JOBS),2)
+	$(BIN)/python -m mutate $(if $(ONLY),--only $(ONLY)) $(if $(AGAIN),--again) --jobs $(or $(JOBS),2)
 
 ## make rules: each rule of SPEC 2.5, 4, 4.1 and 5 with its bug planted (mutate/rules.toml): its test must
 ## fail; writes docs/rules.md (RULE=4.1 for one section or the rules holding a word, without the doc)
