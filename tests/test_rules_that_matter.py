@@ -717,6 +717,16 @@ def test_the_threshold_summary_counts_each_sources_ingested_files_only(tmp_path)
     assert summary["reports"] == {"files": 1, "read": 300, "quarantined": 30, "staged": 270, "share": 0.1}
     assert summary["dispatches"] == {"files": 1, "read": 1000, "quarantined": 0, "staged": 1000, "share": 0.0}
     assert summary["outreach"] == {"files": 0, "read": 0, "quarantined": 0, "staged": 0, "share": 0.0}
+    # over the threshold: nothing loads, and the stopped run lists its ingested files (never a rejected one)
+    # for the re-run that resumes it
+    from flows.ingest.quarantine import PENDING
+
+    with pytest.raises(ThresholdExceeded):
+        threshold_summary(results, Settings(tmp_path / "landing", tmp_path / "state", tmp_path / "warehouse",
+                                            max_quarantine_share=0.05), "stopped")
+    pending = json.loads((tmp_path / "state" / "work" / PENDING).read_text(encoding="utf-8"))
+    assert pending["run_id"] == "stopped"
+    assert [f["identity"] for f in pending["files"]] == ["reports/a.csv", "dispatches/a.jsonl"]
 
 
 def test_the_threshold_defaults_are_the_contracts(monkeypatch):
