@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mutate.mutants import ROOT, all_mutants
+from mutate.mutants import ROOT, Mutant, all_mutants
 
 RULES = Path(__file__).resolve().parent / "rules.toml"
 DOC = ROOT / "docs" / "rules.md"
@@ -84,10 +84,10 @@ def problems(listed: list[Rule], root: Path = ROOT) -> list[str]:
     return found
 
 
-def planted(rule: Rule, copy: Path) -> dict[Path, str]:
+def planted(rule: Rule, copy: Path, mutants: dict[str, Mutant]) -> dict[Path, str]:
     """Write the rule's bug into the copy; returns each changed file's text before."""
     if rule.mutant:
-        mutant = next(m for m in all_mutants(copy) if m.name == rule.mutant)
+        mutant = mutants[rule.mutant]
         changes = {copy / mutant.file: mutant.text}
     else:
         changes = {}
@@ -103,8 +103,9 @@ def planted(rule: Rule, copy: Path) -> dict[Path, str]:
 def run(selected: list[Rule], copy: Path) -> list[dict]:
     results = []
     env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    mutants = {m.name: m for m in all_mutants(copy)}
     for i, rule in enumerate(selected, 1):
-        originals = planted(rule, copy)
+        originals = planted(rule, copy, mutants)
         started = time.perf_counter()
         try:
             proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
