@@ -116,7 +116,7 @@ def wait_final(client, flow_run_id, seconds: float = 300):
 # DuckDB files through the real readers, Pandera models and SQL models.
 FAST_FILES = {"test_sql_models.py", "test_kpi_beyond_deck.py", "test_revisions.py", "test_disclosure.py",
               "test_schemas.py", "test_patch.py", "test_rules_that_matter.py", "test_readers.py", "test_country.py",
-              "test_order.py"}
+              "test_order.py", "test_national_models.py"}
 
 
 # The longest files first: under `make test` each worker takes a file at a time in this order, so the
