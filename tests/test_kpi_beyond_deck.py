@@ -424,7 +424,9 @@ def test_year_over_year_response_measures_are_over_all_causes_and_months_counted
 def test_year_over_year_response_measures_carry_their_own_years_months_one_row_per_key(tmp_path):
     con = build(tmp_path, callouts=[callout("A", "2019-05-10T12:00:00Z", 300, code=340),
                                     callout("B", "2020-01-10T12:00:00Z", 600, code=340),
-                                    callout("C", "2020-02-10T12:00:00Z", 900, code=340)])
+                                    callout("C", "2020-02-10T12:00:00Z", 900, code=340)],
+                # reports in two months of 2019: the response measures take the call-outs' months, not these
+                reports=[report("R1", "2019-01-10T10:00:00Z", code=340), report("R2", "2019-03-10T10:00:00Z")])
     rows = con.execute("""select year, municipality_code, measure, value, prev_value, months_with_data
                           from kpi_year_over_year where measure = 'mean_response_min' order by all""").fetchall()
     assert rows == [(2019, 340, "mean_response_min", 5.0, None, 1), (2019, None, "mean_response_min", 5.0, None, 1),
