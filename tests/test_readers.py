@@ -210,3 +210,29 @@ def test_a_long_broken_line_that_cannot_be_found_again_rejects_the_file_not_a_wr
     assert parsed.broken.select("line", "length").rows() == [(3, 3)]
     parsed = read(write(tmp_path / "r.csv", "\n".join(lines) + "\n"))
     assert parsed.broken.select("line", "length").rows() == [(3, 20_002)]
+
+
+@pytest.mark.parametrize("eol,gz,encoding", [("\n", False, "utf-8"), ("\r\n", False, "utf-8"), ("\n", True, "utf-8"),
+                                             ("\r\n", False, "cp1252")])
+def test_blank_lines_keep_every_later_line_number_physical(tmp_path, eol, gz, encoding):
+    """DuckDB skips blank lines without counting them: a row after one still names its own line (SPEC 3),
+    in a file read alone and in one scan with others, whatever its line endings, compression or encoding."""
+    lines = [HEADER.rstrip("\n"),                                               # 1
+             ROW.format(n=1, offence="Tyveri", text="").rstrip("\n"),            # 2
+             "",                                                                 # 3 blank
+             ROW.format(n=2, offence="Vold", text='"a\n\nb"').rstrip("\n"),       # 4-6: a quoted blank line
+             "", "",                                                             # 7, 8 blank
+             "a;b;c",                                                            # 9 broken: too few fields
+             "",                                                                 # 10 blank
+             ROW.format(n=3, offence="Røveri", text="").rstrip("\n"),            # 11
+             ""]                                                                 # a blank line at the end
+    raw = eol.join(lines).encode(encoding)
+    path = tmp_path / ("r.csv.gz" if gz else "r.csv")
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    parsed = read(path)
+    assert parsed.rows["line"].to_list() == [2, 4, 11]
+    assert parsed.broken["line"].to_list() == [9]
+    clean = write(tmp_path / "other" / "s.csv", HEADER + ROW.format(n=4, offence="Tyveri", text=""))
+    together = readers.read_many([path, clean], SOURCES["reports"], tmp_path)
+    assert together[0].rows["line"].to_list() == [2, 4, 11] and together[0].broken["line"].to_list() == [9]
+    assert together[1].rows["line"].to_list() == [2]

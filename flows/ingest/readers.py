@@ -122,13 +122,17 @@ def detect_encoding(path: Path) -> str:
     return scan_text(path)[0]
 
 
-def scan_text(path: Path) -> tuple[str, bool]:
-    """The encoding (see detect_encoding) and whether the text holds an odd number of `"` (a quote
-    left open), counted in the same pass: DuckDB 2.0's multi-file CSV scan can drop a record whose
-    quote is still open at the end of its file without a reject (reading the file alone reports it)."""
-    tail, quotes = b"", 0
+def scan_text(path: Path) -> tuple[str, bool, bool]:
+    """The encoding (see detect_encoding), whether the text holds an odd number of `"` (a quote
+    left open), and whether it may hold a blank line, found in the same pass. DuckDB 2.0's
+    multi-file CSV scan can drop a record whose quote is still open at the end of its file without
+    a reject (reading the file alone reports it); it skips blank lines without counting them."""
+    tail, quotes, blank, last = b"", 0, False, b""
     for chunk in _stream(path):
         quotes += chunk.count(b'"')  # the same byte in UTF-8 and Windows-1252
+        seam = last + chunk[:2]
+        blank = blank or b"\n\n" in chunk or b"\n\r\n" in chunk or b"\n\n" in seam or b"\n\r\n" in seam
+        last = chunk[-2:]
         data = memoryview(tail + chunk if tail else chunk)
         cut = _utf8_prefix(data)
         if not _valid_utf8(data[:cut]):
@@ -136,7 +140,7 @@ def scan_text(path: Path) -> tuple[str, bool]:
         tail = bytes(data[cut:])
     else:
         if _valid_utf8(memoryview(tail)):
-            return "utf-8", quotes % 2 == 1
+            return "utf-8", quotes % 2 == 1, blank
     decoder, quotes = codecs.getincrementaldecoder("cp1252")(), 0
     try:
         for chunk in _stream(path):
@@ -145,7 +149,7 @@ def scan_text(path: Path) -> tuple[str, bool]:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise Rejected("not text in UTF-8 or Windows-1252 (save it as CSV, UTF-8)") from None
-    return "cp1252", quotes % 2 == 1
+    return "cp1252", quotes % 2 == 1, blank
 
 
 def _utf8_copy(path: Path, encoding: str, tmpdir: Path, force: bool = False) -> Path:
@@ -189,6 +193,33 @@ def _line_numbers(valid_nl: np.ndarray, rejects: pl.DataFrame, first_line: int) 
     return lines[slots_valid], lines[rejects["slot"].to_numpy()] if len(rejects) else np.zeros(0)
 
 
+def _lines_past_blanks(data: Path, n_valid: int, rejects: pl.DataFrame, valid_lines, reject_lines) -> tuple:
+    """Physical start lines in a file that may hold blank lines, which DuckDB skips without counting
+    (so a record's line cannot be worked out from the records before it). Python's csv module walks
+    the file once: each record's start line, or a blank line, in the order DuckDB counts them (its
+    reject `line` counts blank lines too). Should the two readers disagree on the records, the lines
+    counted from the records (the caller's) stand."""
+    csv.field_size_limit(1 << 30)
+    units: list[int | None] = []  # units[0] is the header
+    with _open_bytes(data) as fh:
+        reader = csv.reader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""), delimiter=";", quotechar='"')
+        read = 0
+        try:
+            for row in reader:
+                units.append(read + 1 if row else None)
+                read = reader.line_num
+        except csv.Error:
+            return valid_lines, reject_lines
+    rejected = set(rejects["dline"].to_list()) if len(rejects) else set()
+    if any(d > len(units) or units[d - 1] is None for d in rejected):
+        return valid_lines, reject_lines
+    valid = [line for i, line in enumerate(units[1:], 2) if line is not None and i not in rejected]
+    if len(valid) != n_valid:
+        return valid_lines, reject_lines
+    found = [units[d - 1] for d in rejects["dline"].to_list()] if len(rejects) else []
+    return np.array(valid, dtype=np.int64), np.array(found, dtype=np.int64)
+
+
 def _broken(rejects: pl.DataFrame, lines: np.ndarray, reason_of) -> pl.DataFrame:
     return pl.DataFrame({
         "line": lines.astype(np.int64),
@@ -209,6 +240,7 @@ class _Prepared:
     data: Path  # what DuckDB reads: the file itself, or a plain UTF-8 copy
     encoding: str
     open_quote: bool = False  # an odd number of `"`: some quote is never closed
+    blank: bool = False  # it may hold a blank line (DuckDB skips them uncounted): lines found apart
 
 
 COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_æøåÆØÅ]{0,39}$")
@@ -238,7 +270,7 @@ def _header_hint(header: str, expected: list[str]) -> str:
 
 def _prepare_csv(path: Path, source: Source, tmpdir: Path) -> _Prepared:
     """Encoding, header and compression checked before DuckDB parses the file."""
-    encoding, open_quote = scan_text(path)
+    encoding, open_quote, blank = scan_text(path)
     # DuckDB decompresses by file name: a copy when the name and the content disagree.
     plain = encoding == "utf-8" and is_gzip(path) == path.name.lower().endswith(".gz")
     data = path if plain else _utf8_copy(path, encoding, tmpdir, force=True)
@@ -254,7 +286,7 @@ def _prepare_csv(path: Path, source: Source, tmpdir: Path) -> _Prepared:
         if data != path:
             data.unlink(missing_ok=True)
         raise
-    return _Prepared(path, data, encoding, open_quote)
+    return _Prepared(path, data, encoding, open_quote, blank)
 
 
 def _scan_csv(con: duckdb.DuckDBPyConnection, files: list[_Prepared], source: Source,
@@ -423,6 +455,8 @@ def _csv_result(prepared: _Prepared, rows: pl.DataFrame, rejects: pl.DataFrame, 
         raise Rejected("unclosed quote: the file holds an odd number of quote characters")
     rejects = _measure_cut(prepared.data, rejects, quoted=True)
     valid_lines, reject_lines = _line_numbers(rows["_nl"].to_numpy(), rejects, first_line=2)
+    if prepared.blank:
+        valid_lines, reject_lines = _lines_past_blanks(prepared.data, len(rows), rejects, valid_lines, reject_lines)
     rows = rows.with_columns(line=pl.Series(valid_lines, dtype=pl.Int64))
     broken = _broken(rejects, reject_lines, lambda t: CSV_REASONS.get(t, t.lower()))
     return Parsed(rows.select(["line", *source.raw_columns]), broken, prepared.encoding)
