@@ -162,11 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     todo = [m for m in mutants if args.include_equivalent or m.name not in known]
     previous: list[dict] = []
     if args.again:
+        runnable = {m.name for m in todo}
         previous = [r for r in json.loads((OUT / "mutate.json").read_text(encoding="utf-8"))
-                    if r["name"] in {m.name for m in todo}]
+                    if r["name"] in runnable]
+        last = {r["name"] for r in previous}
         done = {r["name"] for r in previous if r["status"] in ("killed", "timeout")}
-        mutants = [m for m in mutants if m.name in {r["name"] for r in previous} or m.name in known]
-        todo = [m for m in todo if m.name in {r["name"] for r in previous} and m.name not in done]
+        mutants = [m for m in mutants if m.name in last or m.name in known]
+        todo = [m for m in todo if m.name in last - done]
         previous = [r for r in previous if r["name"] in done]
         print(f"again: {len(todo)} mutants the last run did not kill; {len(previous)} it killed are kept")
     tests = fast_files()

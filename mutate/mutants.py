@@ -111,11 +111,6 @@ def _line(node: exp.Expression, default: int) -> int:
     return min(lines) if lines else default
 
 
-def _short(node: exp.Expression) -> str:
-    text = " ".join(node.sql(dialect="duckdb").split())
-    return text if len(text) <= 70 else text[:67] + "..."
-
-
 def _names(before: str, after: str, width: int = 70) -> tuple[str, str]:
     """Before and after for a mutant's name: whole when short, else cut around where they differ
     (a cut at a fixed width could hide the change, or make two mutants one)."""

@@ -130,9 +130,7 @@ def scan_text(path: Path) -> tuple[str, bool, bool]:
     tail, quotes, blank, last = b"", 0, False, b""
     for chunk in _stream(path):
         quotes += chunk.count(b'"')  # the same byte in UTF-8 and Windows-1252
-        seam = last + chunk[:2]
-        blank = blank or b"\n\n" in chunk or b"\n\r\n" in chunk or b"\n\n" in seam or b"\n\r\n" in seam
-        last = chunk[-2:]
+        blank, last = blank or _blank_line(last, chunk), chunk[-2:]
         data = memoryview(tail + chunk if tail else chunk)
         cut = _utf8_prefix(data)
         if not _valid_utf8(data[:cut]):
@@ -141,15 +139,22 @@ def scan_text(path: Path) -> tuple[str, bool, bool]:
     else:
         if _valid_utf8(memoryview(tail)):
             return "utf-8", quotes % 2 == 1, blank
-    decoder, quotes = codecs.getincrementaldecoder("cp1252")(), 0
+    decoder, quotes, blank, last = codecs.getincrementaldecoder("cp1252")(), 0, False, b""
     try:
         for chunk in _stream(path):
             quotes += chunk.count(b'"')
+            blank, last = blank or _blank_line(last, chunk), chunk[-2:]
             decoder.decode(chunk)
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise Rejected("not text in UTF-8 or Windows-1252 (save it as CSV, UTF-8)") from None
     return "cp1252", quotes % 2 == 1, blank
+
+
+def _blank_line(last: bytes, chunk: bytes) -> bool:
+    """Whether a blank line (LF or CRLF) lies in chunk or across its seam with the previous chunk's
+    last two bytes."""
+    return any(mark in chunk or mark in last + chunk[:2] for mark in (b"\n\n", b"\n\r\n"))
 
 
 def _utf8_copy(path: Path, encoding: str, tmpdir: Path, force: bool = False) -> Path:
@@ -193,12 +198,12 @@ def _line_numbers(valid_nl: np.ndarray, rejects: pl.DataFrame, first_line: int) 
     return lines[slots_valid], lines[rejects["slot"].to_numpy()] if len(rejects) else np.zeros(0)
 
 
-def _lines_past_blanks(data: Path, n_valid: int, rejects: pl.DataFrame, valid_lines, reject_lines) -> tuple:
-    """Physical start lines in a file that may hold blank lines, which DuckDB skips without counting
-    (so a record's line cannot be worked out from the records before it). Python's csv module walks
-    the file once: each record's start line, or a blank line, in the order DuckDB counts them (its
-    reject `line` counts blank lines too). Should the two readers disagree on the records, the lines
-    counted from the records (the caller's) stand."""
+def _lines_past_blanks(data: Path, n_valid: int, rejects: pl.DataFrame) -> tuple | None:
+    """Physical start lines (valid records, rejected ones) in a file that may hold blank lines, which
+    DuckDB skips without counting (so a record's line cannot be worked out from the records before
+    it). Python's csv module walks the file once: each record's start line, or a blank line, in the
+    order DuckDB counts them (its reject `line` counts blank lines too). None when the two readers
+    disagree on the records (the lines counted from the records then stand)."""
     csv.field_size_limit(1 << 30)
     units: list[int | None] = []  # units[0] is the header
     with _open_bytes(data) as fh:
@@ -209,13 +214,13 @@ def _lines_past_blanks(data: Path, n_valid: int, rejects: pl.DataFrame, valid_li
                 units.append(read + 1 if row else None)
                 read = reader.line_num
         except csv.Error:
-            return valid_lines, reject_lines
+            return None
     rejected = set(rejects["dline"].to_list()) if len(rejects) else set()
     if any(d > len(units) or units[d - 1] is None for d in rejected):
-        return valid_lines, reject_lines
+        return None
     valid = [line for i, line in enumerate(units[1:], 2) if line is not None and i not in rejected]
     if len(valid) != n_valid:
-        return valid_lines, reject_lines
+        return None
     found = [units[d - 1] for d in rejects["dline"].to_list()] if len(rejects) else []
     return np.array(valid, dtype=np.int64), np.array(found, dtype=np.int64)
 
@@ -454,9 +459,8 @@ def _csv_result(prepared: _Prepared, rows: pl.DataFrame, rejects: pl.DataFrame, 
     if prepared.open_quote:  # a quote never closed, yet DuckDB reported nothing: never keep a partial file
         raise Rejected("unclosed quote: the file holds an odd number of quote characters")
     rejects = _measure_cut(prepared.data, rejects, quoted=True)
-    valid_lines, reject_lines = _line_numbers(rows["_nl"].to_numpy(), rejects, first_line=2)
-    if prepared.blank:
-        valid_lines, reject_lines = _lines_past_blanks(prepared.data, len(rows), rejects, valid_lines, reject_lines)
+    physical = _lines_past_blanks(prepared.data, len(rows), rejects) if prepared.blank else None
+    valid_lines, reject_lines = physical or _line_numbers(rows["_nl"].to_numpy(), rejects, first_line=2)
     rows = rows.with_columns(line=pl.Series(valid_lines, dtype=pl.Int64))
     broken = _broken(rejects, reject_lines, lambda t: CSV_REASONS.get(t, t.lower()))
     return Parsed(rows.select(["line", *source.raw_columns]), broken, prepared.encoding)
